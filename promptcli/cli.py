@@ -1,0 +1,192 @@
+"""The `promptcli` command: parses arguments, makes one library call, prints the result.
+
+Every user-facing error is a PromptcliError, rendered here once with its exit code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from enum import Enum
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.rule import Rule
+from rich.table import Table
+
+from .errors import PromptcliError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Declarative prompts and verbalizers for zero- and few-shot classification.")
+OUT = Console()
+ERR = Console(stderr=True)
+
+
+class Scorer(str, Enum):
+    auto = "auto"
+    mlm = "mlm"
+    causal = "causal"
+
+
+class Normalize(str, Enum):
+    none = "none"
+    tokens = "tokens"
+    chars = "chars"
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def reports_errors(command: Callable) -> Callable:
+    """Turn promptcli errors and Ctrl-C into a message and an exit code; a bug keeps its traceback
+    only when PROMPTCLI_DEBUG is set."""
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PromptcliError as exc:
+            ERR.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            ERR.print("[yellow]interrupted[/]: predictions computed so far are saved; continue with "
+                      "[bold]promptcli run --resume DIR[/]")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # a bug, not bad input
+            if os.environ.get("PROMPTCLI_DEBUG"):
+                raise
+            ERR.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
+                      "  set PROMPTCLI_DEBUG=1 for the traceback, and please report it")
+            raise typer.Exit(70) from None
+    return wrapper
+
+
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local model folder.")]
+VerbalizerOpt = Annotated[Optional[Path], typer.Option(help="Verbalizer YAML overriding the template's.")]
+ScorerOpt = Annotated[Scorer, typer.Option(help="Force the scorer; auto detects it from the model config.")]
+LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Data field holding the gold label [default: the template's, or 'label'].")]
+DataFormatOpt = Annotated[Optional[str], typer.Option(help="jsonl, json, csv or tsv [default: from the extension].")]
+MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Cap on input tokens [default: the model's maximum].")]
+TrustOpt = Annotated[bool, typer.Option(help="Allow model code from the hub (off unless you pass it).")]
+
+
+@app.command()
+@reports_errors
+def run(
+    template: Annotated[Optional[Path], typer.Argument(help="Template YAML (optional with --resume).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="JSONL, JSON, CSV or TSV file.")] = None,
+    model: ModelOpt = None,
+    verbalizer: VerbalizerOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: runs/<template>-<time>].")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run in this folder.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per forward pass.")] = 32,
+    scorer: ScorerOpt = Scorer.auto,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    max_length: MaxLengthOpt = None,
+    normalize: Annotated[Optional[Normalize], typer.Option(help="Causal length normalisation [default: the template's].")] = None,
+    label_field: LabelFieldOpt = None,
+    data_format: DataFormatOpt = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Skip and count invalid rows instead of stopping.")] = False,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows.")] = None,
+    trust_remote_code: TrustOpt = False,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, or json (metrics on stdout).")] = OutputFormat.table,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Score a template on a data file and report accuracy, F1 and the confusion matrix."""
+    from .report import print_run
+    from .runner import run as run_api
+
+    if resume is None and (template is None or data is None):
+        raise typer.BadParameter("give a TEMPLATE and --data (or --resume DIR)")
+    options = dict(scorer=scorer.value, device=device, dtype=dtype, max_length=max_length,
+                   normalize=normalize.value if normalize else None, label_field=label_field,
+                   data_format=data_format, skip_invalid=skip_invalid, limit=limit,
+                   trust_remote_code=trust_remote_code, verbalizer=str(verbalizer) if verbalizer else None,
+                   batch_size=batch_size)
+    if resume is not None:  # only what the user typed may override (and is checked against) the stored run
+        options = {k: v for k, v in options.items() if v not in (None, False, "auto") and k != "batch_size"}
+    result = run_api(template, data, model, out=out, resume=resume, progress=not quiet,
+                     command=shlex.join(["promptcli", *sys.argv[1:]]), **options)
+    if format is OutputFormat.json:
+        print(json.dumps(result.summary()))
+    else:
+        print_run(result, OUT)
+
+
+@app.command()
+@reports_errors
+def render(
+    template: Annotated[Path, typer.Argument(help="Template YAML.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="JSONL, JSON, CSV or TSV file.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Show token-level input for this model (tokenizer only, no weights).")] = None,
+    verbalizer: VerbalizerOpt = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 3,
+    scorer: ScorerOpt = Scorer.auto,
+    max_length: MaxLengthOpt = None,
+    label_field: LabelFieldOpt = None,
+    data_format: DataFormatOpt = None,
+    trust_remote_code: TrustOpt = False,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table (readable) or json (one object per row).")] = OutputFormat.table,
+) -> None:
+    """Show exactly what the model sees for the first rows."""
+    from .preview import render_rows
+
+    rows = render_rows(str(template), str(data), model=model, verbalizer=str(verbalizer) if verbalizer else None,
+                       limit=limit, label_field=label_field, data_format=data_format, scorer=scorer.value,
+                       max_length=max_length, trust_remote_code=trust_remote_code)
+    for row in rows:
+        if format is OutputFormat.json:
+            print(json.dumps(row, ensure_ascii=False))
+            continue
+        OUT.print(Rule(f"row {row['index']} (line {row['line']})" + (f" · gold: {row['gold']}" if row["gold"] else "")))
+        if "text" in row:
+            OUT.print(escape(row["text"]), highlight=False)
+        if "continuations" in row:
+            OUT.print(Rule("continuations (scored after the context)", style="dim"))
+            for label, texts in row["continuations"].items():
+                OUT.print(f"[bold]{escape(label)}[/]: " + " | ".join(escape(repr(t)) for t in texts), highlight=False)
+        if "label_tokens" in row:
+            OUT.print(Rule("label word tokens (one mask each)", style="dim"))
+            for label, tokens in row["label_tokens"].items():
+                OUT.print(f"[bold]{escape(label)}[/]: {escape(str(tokens))}", highlight=False)
+        if "tokens" in row:
+            OUT.print(f"[dim]{row['tokens']} tokens{' · truncated' if row['truncated'] else ''}[/]")
+
+
+@app.command()
+@reports_errors
+def validate(
+    paths: Annotated[list[str], typer.Argument(help="Template / verbalizer files or folders.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Also check tokenisation with this model's tokenizer.")] = None,
+    scorer: ScorerOpt = Scorer.auto,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Check template and verbalizer files; with --model, also their tokenisation."""
+    from .lint import validate_paths
+
+    findings = validate_paths(paths, model=model, scorer=scorer.value, trust_remote_code=trust_remote_code)
+    table = Table(title="validate" + (f" · {model}" if model else ""), title_justify="left")
+    for column in ("file", "kind", "result"):
+        table.add_column(column)
+    for f in findings:
+        table.add_row(escape(f.path), f.kind, ("[green]ok[/] " if f.ok else "[red]error[/] ") + escape(f.message))
+    OUT.print(table)
+    bad = sum(not f.ok for f in findings)
+    if bad:
+        ERR.print(f"[red]{bad} of {len(findings)} files have errors")
+        raise typer.Exit(2)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""`validate`: check template and verbalizer files (and, with a model, their tokenisation)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .encode import Encoder
+from .errors import PromptcliError
+from .models import ModelInfo, load_info
+from .render import Renderer
+from .spec import load_template, load_verbalizer, spec_kind_of
+from .tokens import Segmenter
+from .verbalizer import Verbalizer
+
+PROBE_VALUE = "an example input"
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    kind: str  # template | verbalizer | ?
+    ok: bool
+    message: str
+
+
+def spec_files(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+        else:
+            found.append(path)
+    return found
+
+
+def check_file(path: Path, info: ModelInfo | None) -> Finding:
+    kind = "?"
+    try:
+        kind = spec_kind_of(path)
+        if kind == "verbalizer":
+            verb = Verbalizer(load_verbalizer(path))
+            if info is not None:  # a verbalizer alone: check the usual context, a word after a space
+                verb.table(Segmenter(info.tokenizer), "x", " ")
+            return Finding(str(path), kind, True, verb.describe())
+        template = load_template(path)
+        renderer = Renderer(template)
+        verb = Verbalizer(template.verbalizer)
+        prompt = renderer.render({f: PROBE_VALUE for f in renderer.fields}, str(path))
+        message = f"{template.kind}; fields: {', '.join(renderer.fields) or 'none'}; labels: {verb.describe()}"
+        if info is not None:
+            tok = info.tokenizer
+            encoder = Encoder(renderer, verb, Segmenter(tok), info.kind, info.max_length,
+                              tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id)
+            encoded = encoder.split(prompt)
+            lengths = sorted({len(i) for i in encoded.words.ids})
+            message += f"; {info.kind}: {len(encoded.context)} context tokens, label words of {lengths} tokens"
+        return Finding(str(path), kind, True, message)
+    except PromptcliError as exc:
+        return Finding(str(path), kind, False, str(exc))
+
+
+def validate_paths(paths: list[str], model: str | None = None, scorer: str = "auto",
+                   trust_remote_code: bool = False) -> list[Finding]:
+    info = load_info(model, scorer=scorer, trust_remote_code=trust_remote_code) if model else None
+    files = spec_files(paths)
+    if not files:
+        return [Finding(", ".join(paths), "?", False, "no .yaml files found")]
+    return [check_file(path, info) for path in files]

@@ -1,0 +1,41 @@
+"""Classification metrics from gold and predicted labels (plain Python, no extra dependency)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def classification_metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    `confusion.matrix[i][j]` counts examples of gold label i predicted as label j, in
+    verbalizer label order.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for g, p in zip(gold, pred):
+        matrix[index[g]][index[p]] += 1
+    n = len(gold)
+    correct = sum(matrix[i][i] for i in range(len(labels)))
+    per_class = {}
+    for i, label in enumerate(labels):
+        tp = matrix[i][i]
+        predicted = sum(row[i] for row in matrix)
+        support = sum(matrix[i])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    present = [label for label in labels if per_class[label]["support"] > 0]
+    macro_f1 = sum(per_class[label]["f1"] for label in present) / len(present) if present else 0.0
+    return {
+        "n": n,
+        "accuracy": correct / n if n else 0.0,
+        "macro_f1": macro_f1,
+        "per_class": per_class,
+        "confusion": {"labels": list(labels), "matrix": matrix},
+    }
+
+
+def prediction_counts(pred: Sequence[str], labels: Sequence[str]) -> dict[str, int]:
+    """How often each label was predicted (the only summary possible without gold labels)."""
+    return {label: sum(1 for p in pred if p == label) for label in labels}

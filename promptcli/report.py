@@ -1,0 +1,80 @@
+"""Results as terminal tables (rich)."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+
+from .runner import RunResult
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def summary_table(result: RunResult) -> Table:
+    record, metrics = result.record, result.metrics
+    table = Table(title=f"{record['template_name']} · {record['config']['model'] or ''}", show_header=False,
+                  title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    if "accuracy" in metrics:
+        table.add_row("accuracy", _pct(metrics["accuracy"]))
+        table.add_row("macro-F1", _pct(metrics["macro_f1"]))
+    counts = record["counts"]
+    table.add_row("examples", str(metrics["n"]))
+    if counts["skipped"]:
+        table.add_row("skipped (invalid rows)", str(counts["skipped"]))
+    table.add_row("truncated", str(counts["truncated"]))
+    table.add_row("examples/s", f"{record['timing']['examples_per_s']:.1f}")
+    work = record["work"]
+    table.add_row("forward passes / example", f"{work['forward_passes_per_example']:.2f}")
+    table.add_row("peak memory (MB)", f"{record['memory']['peak_rss_mb']:.0f}")
+    table.add_row("scorer", record["scorer"])
+    table.add_row("output", str(result.out_dir))
+    return table
+
+
+def per_class_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="per class", title_justify="left")
+    for name in ("label", "precision", "recall", "F1", "support"):
+        table.add_column(name, justify="left" if name == "label" else "right")
+    for label, row in metrics["per_class"].items():
+        table.add_row(label, _pct(row["precision"]), _pct(row["recall"]), _pct(row["f1"]), str(row["support"]))
+    return table
+
+
+def confusion_table(metrics: dict[str, Any]) -> Table:
+    labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
+    table = Table(title="confusion (rows: gold, columns: predicted)", title_justify="left")
+    table.add_column("gold \\ pred")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for label, row in zip(labels, matrix):
+        best = max(row) if row else 0
+        table.add_row(label, *[f"[bold]{v}[/]" if v == best and v else str(v) for v in row])
+    return table
+
+
+def predicted_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="predicted labels (no gold labels in the data)", title_justify="left")
+    table.add_column("label")
+    table.add_column("count", justify="right")
+    for label, count in metrics["predicted"].items():
+        table.add_row(label, str(count))
+    return table
+
+
+def print_run(result: RunResult, console: Console) -> None:
+    parts = [summary_table(result)]
+    if "per_class" in result.metrics:
+        parts += [per_class_table(result.metrics), confusion_table(result.metrics)]
+    else:
+        parts.append(predicted_table(result.metrics))
+    console.print(Group(*parts))
+    skipped = result.record.get("skipped_rows") or []
+    if skipped:
+        shown = ", ".join(f"line {s['line']} ({s['reason']})" for s in skipped[:5])
+        more = f" and {len(skipped) - 5} more (see run.json)" if len(skipped) > 5 else ""
+        console.print(f"[yellow]skipped {len(skipped)} invalid rows: {shown}{more}")

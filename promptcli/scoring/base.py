@@ -1,0 +1,65 @@
+"""The one scoring interface, and the registry new model families plug into.
+
+A scorer receives a batch of `Encoded` examples and returns a (B, W) float32 tensor:
+the log-score of every label word in every example (W = all words of all labels, in
+verbalizer order). Tokenisation and whitespace are already fixed by `encode.py`: the
+context holds the text before the slot, each word carries its leading whitespace, and
+the suffix is the text after the slot. Scorers count their work so tests can check cost
+without timing anything: `calls` (batched model invocations), `sequences` (rows fed to
+the model: the forward passes an example costs) and `positions` (real, non-padding
+token positions processed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import torch
+
+from ..encode import Encoded
+from ..models import LoadedModel
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    batch_size: int = 32
+    multi_token: str = "mean"  # mlm: mean | sum | first
+    normalize: str = "none"  # causal: none | tokens | chars
+
+
+class Scorer(Protocol):
+    calls: int
+    sequences: int
+    positions: int
+
+    def word_scores(self, batch: Sequence[Encoded]) -> torch.Tensor: ...
+
+
+SCORERS: dict[str, Callable[[LoadedModel, ScoringOptions], Scorer]] = {}
+
+
+def register(kind: str) -> Callable:
+    def add(factory: Callable) -> Callable:
+        SCORERS[kind] = factory
+        return factory
+    return add
+
+
+def make_scorer(model: LoadedModel, options: ScoringOptions) -> Scorer:
+    return SCORERS[model.kind](model, options)
+
+
+def pad_right(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, T) ids and attention mask, padded on the right to the longest row."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, :len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def chunks(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

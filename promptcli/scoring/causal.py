@@ -1,0 +1,95 @@
+"""Causal-LM scoring: the log-likelihood of each label's continuation after the context.
+
+The continuation of a word is the word (with its leading whitespace) plus the text after
+the slot. Cost per example: one forward over the context P (its KV cache kept), then one
+pass over the first L_k − 1 tokens of every continuation of length L_k ≥ 2 against that
+cache — P + Σ(L_k − 1) positions. The first continuation token's log-prob comes from the
+context's last position, so when every continuation is a single token (single-token
+words ending the text) the context forward is the whole cost.
+
+Padding is on the right with explicit position ids, so a row's scores do not depend on
+what it is batched with.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Sequence
+
+import torch
+
+from ..encode import Encoded
+from ..models import LoadedModel
+from .base import ScoringOptions, chunks, pad_right, register
+
+
+@register("causal")
+class CausalLMScorer:
+    def __init__(self, loaded: LoadedModel, options: ScoringOptions):
+        self.model = loaded.model
+        self.config = loaded.info.config
+        self.device = loaded.device
+        tok = loaded.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        self.options = options
+        self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self.calls = self.sequences = self.positions = 0
+
+    def continuations(self, enc: Encoded) -> list[tuple[int, ...]]:
+        return [word + enc.suffix for word in enc.words.ids]
+
+    def prefill(self, contexts: Sequence[Sequence[int]], use_cache: bool):
+        """Forward the contexts; returns (last-position log-probs (B, V), cache, mask, lengths)."""
+        ids, mask = pad_right(contexts, self.pad_id, self.device)
+        lengths = mask.sum(1)
+        positions = torch.arange(ids.shape[1], device=self.device).expand_as(ids)
+        last = (lengths - 1)[:, None]  # (B, 1)
+        kwargs = {"logits_to_keep": last} if self.keeps_logits else {}
+        self.calls += 1
+        self.sequences += ids.shape[0]
+        self.positions += int(lengths.sum())
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache, **kwargs)
+        logits = out.logits[:, 0] if self.keeps_logits else out.logits[torch.arange(len(contexts)), last[:, 0]]
+        return logits.float().log_softmax(-1), (out.past_key_values if use_cache else None), mask, lengths
+
+    def extend(self, cache, rows: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
+               feeds: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Feed continuation tokens after the cached contexts of `rows`; (R, T, V) log-probs."""
+        from transformers import DynamicCache
+
+        sub = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers],
+                           config=self.config)
+        ids, feed_mask = pad_right(feeds, self.pad_id, self.device)
+        positions = lengths[rows, None] + torch.arange(ids.shape[1], device=self.device)[None]
+        attention = torch.cat([mask[rows], feed_mask], dim=1)
+        self.calls += 1
+        self.sequences += ids.shape[0]
+        self.positions += int(feed_mask.sum())
+        out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions,
+                         past_key_values=sub, use_cache=True)
+        return out.logits.float().log_softmax(-1)
+
+    def word_scores(self, batch: Sequence[Encoded]) -> torch.Tensor:
+        conts = [self.continuations(enc) for enc in batch]
+        multi = [(b, w) for b, row in enumerate(conts) for w, cont in enumerate(row) if len(cont) > 1]
+        first_lp, cache, mask, lengths = self.prefill([enc.context for enc in batch], use_cache=bool(multi))
+        firsts = torch.tensor([[cont[0] for cont in row] for row in conts], device=first_lp.device)
+        scores = first_lp.gather(1, firsts)  # (B, W)
+        # continuations are grouped by length so rows in one pass pad little
+        multi.sort(key=lambda bw: len(conts[bw[0]][bw[1]]))
+        for group in chunks(multi, self.options.batch_size):
+            rows = torch.tensor([b for b, _ in group], device=self.device)
+            log_probs = self.extend(cache, rows, mask, lengths, [conts[b][w][:-1] for b, w in group])
+            for r, (b, w) in enumerate(group):
+                targets = torch.tensor(conts[b][w][1:], device=log_probs.device)
+                scores[b, w] += log_probs[r, torch.arange(len(targets)), targets].sum()
+        return self.normalise(scores.cpu(), batch, conts)
+
+    def normalise(self, scores: torch.Tensor, batch: Sequence[Encoded], conts: list[list[tuple[int, ...]]]
+                  ) -> torch.Tensor:
+        if self.options.normalize == "tokens":
+            return scores / torch.tensor([[len(c) for c in row] for row in conts], dtype=scores.dtype)
+        if self.options.normalize == "chars":
+            chars = torch.tensor([[c + enc.suffix_chars for c in enc.words.chars] for enc in batch],
+                                 dtype=scores.dtype)
+            return scores / chars.clamp(min=1)
+        return scores
