@@ -13,6 +13,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -52,8 +53,10 @@ def reports_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except PromptcliError as exc:
-            ERR.print(f"[bold red]error:[/] {escape(str(exc))}")
+            ERR.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
         except KeyboardInterrupt:
             ERR.print("[yellow]interrupted[/]: predictions computed so far are saved; continue with "
                       "[bold]promptcli run --resume DIR[/]")

@@ -80,14 +80,17 @@ def _decode(raw: bytes, path: Path, line: int) -> str:
         raise DataError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})", path=str(path), line=line) from None
 
 
-def iter_rows(path: Path, fmt: Format) -> Iterator[tuple[int, Any]]:
-    """Yield (line, row) for each row; a malformed row is yielded as a DataError to raise or skip."""
+def read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise DataError("data file not found", path=str(path)) from None
     except OSError as exc:
         raise DataError(f"cannot read data file: {exc}", path=str(path)) from None
+
+
+def iter_rows(path: Path, fmt: Format, data: bytes) -> Iterator[tuple[int, Any]]:
+    """Yield (line, row) for each row; a malformed row is yielded as a DataError to raise or skip."""
     if fmt == "jsonl":
         for number, raw in enumerate(data.splitlines(), start=1):
             text = _decode(raw, path, number)
@@ -149,8 +152,10 @@ def load_dataset(source: str | Path | Sequence[Mapping[str, Any]], fields: Seque
     """Read and check every row. Labels are expected when the first row carries `label_field`."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        rows = iter_rows(path, detect_format(path, data_format))
-        name, digest = str(path), _sha256_file(path)
+        fmt = detect_format(path, data_format)
+        content = read_bytes(path)
+        rows = iter_rows(path, fmt, content)
+        name, digest = str(path), hashlib.sha256(content).hexdigest()
     else:
         rows = enumerate(source, start=1)
         name = "<rows>"
@@ -180,10 +185,3 @@ def load_dataset(source: str | Path | Sequence[Mapping[str, Any]], fields: Seque
         raise DataError("no usable rows" + (f" ({len(skipped)} skipped as invalid)" if skipped else ""), path=name)
     return Dataset(source=name, examples=examples, labeled=bool(labeled), sha256=digest, skipped=skipped)
 
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

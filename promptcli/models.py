@@ -106,7 +106,8 @@ def load_info(name: str, *, scorer: str = "auto", trust_remote_code: bool = Fals
         config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
-        hint = ("pass a local model folder (with config.json and tokenizer files), or a hub id while online"
+        hint = ("pass a local model folder (with config.json and tokenizer files), or a hub id while online; "
+                "offline, set HF_HUB_OFFLINE=1 to skip the retries"
                 if not Path(name).is_dir() else "the folder needs config.json and tokenizer files")
         raise ModelError(f"cannot load model '{name}': {_first_line(exc)}", hint=hint) from None
     kind = detect_kind(config) if scorer == "auto" else scorer

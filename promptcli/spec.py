@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError,
-                      field_validator, model_validator)
+                      ValidationInfo, field_validator)
 
 from .errors import SpecError
 from .yamlfile import YamlDoc, load_yaml
@@ -68,13 +68,15 @@ class VerbalizerSpec(Strict):
             return {_raw_label_key(k): str(v) for k, v in value.items()}
         return value
 
-    @model_validator(mode="after")
-    def _map_targets_exist(self) -> VerbalizerSpec:
-        for raw, label in self.label_map.items():
-            if label not in self.labels:
+    @field_validator("label_map")
+    @classmethod
+    def _map_targets_exist(cls, label_map: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        labels = info.data.get("labels") or {}
+        for raw, label in label_map.items():
+            if labels and label not in labels:
                 raise ValueError(f"label_map sends '{raw}' to '{label}', which is not a label "
-                                 f"(labels: {', '.join(self.labels)})")
-        return self
+                                 f"(labels: {', '.join(labels)})")
+        return label_map
 
 
 def _raw_label_key(value: Any) -> str:
@@ -195,8 +197,7 @@ def _known_fields() -> set[str]:
 
 def _spec_error(exc: ValidationError, doc: YamlDoc, strip_tag: bool = False) -> SpecError:
     """Turn pydantic's errors into one SpecError that names field paths and YAML lines."""
-    problems = []
-    first: tuple[int, int, str] | None = None
+    problems: list[tuple[int, str | None, str]] = []
     for err in exc.errors():
         loc = tuple(err["loc"][1:] if strip_tag and err["loc"] else err["loc"])
         # union branch names are pydantic's bookkeeping, not keys the user wrote
@@ -209,14 +210,15 @@ def _spec_error(exc: ValidationError, doc: YamlDoc, strip_tag: bool = False) -> 
             message = "unknown field" + (f" (did you mean '{close[0]}'?)" if close else "")
         elif err["type"] == "missing":
             message = "required field is missing"
-        if first is None:
-            first = (line, column, field or "")
-        problems.append(f"line {line}: {field + ': ' if field else ''}{message}")
-    assert first is not None
-    line, column, field = first
-    message = problems[0].split(": ", 2)[-1] if len(problems) == 1 else \
-        f"{len(problems)} problems:\n    " + "\n    ".join(problems)
-    return SpecError(message, path=str(doc.path), line=line, column=column, field=field or None)
+        if not problems:
+            first_column = column
+        problems.append((line, field, message))
+    line, field, message = problems[0]
+    if len(problems) > 1:
+        message = f"{len(problems)} problems:\n    " + "\n    ".join(
+            f"line {ln}: {fd + ': ' if fd else ''}{msg}" for ln, fd, msg in problems)
+        field = None
+    return SpecError(message, path=str(doc.path), line=line, column=first_column, field=field)
 
 
 def load_verbalizer(path: str | Path) -> VerbalizerFile:

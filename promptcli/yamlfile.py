@@ -10,9 +10,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
 
 from .errors import SpecError
+
+
+class SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only true/false are booleans.
+
+    YAML 1.1 also reads yes/no/on/off as booleans, which would silently turn labels named
+    `yes` and `no` into `True` and `False`.
+    """
+
+
+SafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SafeLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
 
 
 @dataclass(frozen=True)
@@ -69,8 +87,8 @@ def load_yaml(path: str | Path) -> YamlDoc:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read file: {exc}", path=str(path)) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=SafeLoader)
+        data = yaml.load(text, Loader=SafeLoader)  # noqa: S506 (a safe loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)

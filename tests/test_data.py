@@ -1,0 +1,85 @@
+"""Data files: every format reads alike; bad rows name file, line and field, or are skipped."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import write
+from promptcli.data import LabelSpace, load_dataset
+from promptcli.errors import DataError
+
+LABELS = LabelSpace(["negative", "positive"], {"0": "negative", "1": "positive"})
+ROWS = [{"text": "good film", "label": 1}, {"text": "bad film", "label": "negative"}]
+
+
+@pytest.mark.parametrize("name,content", [
+    ("d.jsonl", "\n".join(json.dumps(r) for r in ROWS) + "\n"),
+    ("d.json", json.dumps(ROWS)),
+    ("d.csv", "text,label\ngood film,1\nbad film,negative\n"),
+    ("d.tsv", "text\tlabel\ngood film\t1\nbad film\tnegative\n"),
+])
+def test_formats_read_alike(tmp_path, name, content):
+    data = load_dataset(write(tmp_path / name, content), ["text"], "label", LABELS)
+    assert [(e.index, e.fields["text"], e.gold) for e in data.examples] == [
+        (0, "good film", "positive"), (1, "bad film", "negative")]
+    assert data.labeled
+
+
+def test_format_override(tmp_path):
+    path = write(tmp_path / "d.txt", "text\tlabel\ngood\t1\n")
+    assert load_dataset(path, ["text"], "label", LABELS, data_format="tsv").examples[0].gold == "positive"
+    with pytest.raises(DataError, match="cannot tell the format"):
+        load_dataset(path, ["text"], "label", LABELS)
+
+
+BAD = [
+    ('{"text": "ok", "label": 1}\n{"text": "broken", \n', 2, None, "malformed JSON"),
+    ('{"text": "ok", "label": 1}\n{"title": "x", "label": 1}\n', 2, "text", "missing field"),
+    ('{"text": "ok", "label": 1}\n{"text": "  ", "label": 0}\n', 2, "text", "empty text"),
+    ('{"text": "ok", "label": 1}\n\n{"text": "x", "label": 7}\n', 3, "label", "label 7 is not in the verbalizer"),
+    ('{"text": "ok", "label": 1}\n{"text": "x"}\n', 2, "label", "missing label"),
+    ('[1, 2]\n', 1, None, "expected an object"),
+]
+
+
+@pytest.mark.parametrize("content,line,field,message", BAD)
+def test_bad_rows_name_file_line_and_field(tmp_path, content, line, field, message):
+    path = write(tmp_path / "d.jsonl", content)
+    with pytest.raises(DataError) as info:
+        load_dataset(path, ["text"], "label", LABELS)
+    err = info.value
+    assert (err.path, err.line, err.field) == (str(path), line, field)
+    assert message in str(err) and "--skip-invalid" in str(err)
+
+
+def test_skip_invalid_counts_and_keeps_good_rows(tmp_path):
+    content = "".join(c for c, *_ in BAD[:4])  # every bad row after a good one
+    path = write(tmp_path / "d.jsonl", content)
+    data = load_dataset(path, ["text"], "label", LABELS, skip_invalid=True)
+    assert len(data.examples) == 4 and all(e.fields["text"] == "ok" for e in data.examples)
+    assert [s.line for s in data.skipped] == [2, 4, 6, 9]
+
+
+def test_unlabelled_data_is_allowed(tmp_path):
+    path = write(tmp_path / "d.jsonl", '{"text": "a"}\n{"text": "b"}\n')
+    data = load_dataset(path, ["text"], "label", LABELS)
+    assert not data.labeled and [e.gold for e in data.examples] == [None, None]
+
+
+def test_csv_with_extra_cells_and_bad_utf8(tmp_path):
+    with pytest.raises(DataError, match="header has 2 columns") as info:
+        load_dataset(write(tmp_path / "d.csv", "text,label\na,1,extra\n"), ["text"], "label", LABELS)
+    assert info.value.line == 2
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b'{"text": "ok", "label": 1}\n{"text": "\xff", "label": 1}\n')
+    with pytest.raises(DataError, match="not valid UTF-8") as info:
+        load_dataset(path, ["text"], "label", LABELS)
+    assert info.value.line == 2
+
+
+def test_missing_file_and_empty_file(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_dataset(tmp_path / "nope.jsonl", ["text"], "label", LABELS)
+    with pytest.raises(DataError, match="no usable rows"):
+        load_dataset(write(tmp_path / "d.jsonl", "\n"), ["text"], "label", LABELS)

@@ -1,0 +1,34 @@
+"""The README cannot drift from the program: every spec field and CLI option is documented."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import typer.main
+
+from conftest import REPO
+from promptcli.cli import app
+from promptcli.spec import (CoStarSections, CoStarTemplate, ManualTemplate, ScoringSpec, VerbalizerSpec,
+                            XmlTemplate)
+
+README = (REPO / "README.md").read_text()
+
+
+@pytest.mark.parametrize("model", [ManualTemplate, CoStarTemplate, XmlTemplate, CoStarSections, VerbalizerSpec,
+                                   ScoringSpec])
+def test_every_spec_field_is_documented(model):
+    missing = [name for name in model.model_fields if f"`{name}`" not in README and f"{name}:" not in README]
+    assert not missing, f"README does not document {model.__name__} fields {missing}"
+
+
+def test_every_run_option_is_documented():
+    command = typer.main.get_command(app).commands["run"]
+    options = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
+    missing = [opt for opt in options if opt not in README]
+    assert not missing, f"README does not document run options {missing}"
+
+
+def test_quick_start_files_exist():
+    block = README.split("## Quick start", 1)[1].split("##", 1)[0]
+    paths = set(re.findall(r"(?:templates|examples)/[\w./-]+", block))
+    assert paths and all((REPO / p).is_file() for p in paths), paths
