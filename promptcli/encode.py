@@ -8,7 +8,7 @@ as in lm-evaluation-harness. Inputs that are too long lose tokens from the *data
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from .data import Example
@@ -73,8 +73,7 @@ class Encoder:
             encoded = self.split(self.renderer.render(values, where))
             over = encoded.length - self.max_length
             if over <= 0:
-                return Encoded(index=example.index, context=encoded.context, suffix=encoded.suffix,
-                               words=encoded.words, suffix_chars=encoded.suffix_chars, truncated=truncated)
+                return replace(encoded, index=example.index, truncated=truncated)
             lengths = {f: len(self.segmenter.encode(values[f])) for f in self.renderer.fields
                        if isinstance(values.get(f), str) and values[f]}
             if not lengths:

@@ -10,7 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .data import Dataset, LabelSpace, load_dataset
+import torch
+
+from .data import Dataset, LabelSpace, Skipped, load_dataset
 from .encode import Encoded, Encoder
 from .errors import DataError, RunError
 from .evaluate import Evaluation, evaluate
@@ -44,6 +46,7 @@ class RunConfig:
     skip_invalid: bool = False
     limit: int | None = None
     trust_remote_code: bool = False
+    seed: int = 0  # recorded for reproducibility; scoring itself is deterministic
 
 
 @dataclass
@@ -109,7 +112,6 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) 
         except DataError as exc:
             if not config.skip_invalid:
                 raise
-            from .data import Skipped
             dataset.skipped.append(Skipped(line=example.line, reason=exc.message))
     dataset.examples = kept
     return Prepared(template, renderer, verbalizer, info, dataset, encoder, encoded)
@@ -160,6 +162,8 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
     if config.batch_size < 1:
         raise RunError("batch size must be at least 1")
 
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
     prepared = prepare(config, rows)
     hashes = {"template": prepared.template.sha256, "verbalizer": prepared.template.verbalizer.sha256,
               "data": prepared.dataset.sha256, "model_config": prepared.info.config_sha256}
@@ -196,7 +200,7 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
     else:
         metrics = {"n": len(predictions), "predicted": prediction_counts([p.pred for p in predictions], labels)}
     write_json(out_dir / METRICS, metrics)
-    record.update(status="finished", finished=_now(), resumed_rows=len(done), timing=_timing(evaluation, load_s),
+    record.update(status="finished", finished=_now(), resumed_rows=len(done), timing=_timing(evaluation, load_s, time.perf_counter() - started),
                   memory=peak_memory_mb(loaded.device), work=evaluation.work())
     write_json(out_dir / RUN, record)
     return RunResult(out_dir=out_dir, labels=labels, predictions=predictions, metrics=metrics, record=record)
@@ -207,9 +211,9 @@ def _counts(prepared: Prepared) -> dict[str, Any]:
             "truncated": sum(e.truncated for e in prepared.encoded), "labeled": prepared.dataset.labeled}
 
 
-def _timing(evaluation: Evaluation, load_s: float) -> dict[str, float]:
+def _timing(evaluation: Evaluation, load_s: float, wall_s: float) -> dict[str, float]:
     rate = evaluation.computed / evaluation.seconds if evaluation.seconds > 0 else 0.0
-    return {"load_model_s": round(load_s, 3), "scoring_s": round(evaluation.seconds, 3),
+    return {"wall_s": round(wall_s, 3), "load_model_s": round(load_s, 3), "scoring_s": round(evaluation.seconds, 3),
             "examples_per_s": round(rate, 2)}
 
 

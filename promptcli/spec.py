@@ -197,7 +197,7 @@ def _known_fields() -> set[str]:
 
 def _spec_error(exc: ValidationError, doc: YamlDoc, strip_tag: bool = False) -> SpecError:
     """Turn pydantic's errors into one SpecError that names field paths and YAML lines."""
-    problems: list[tuple[int, str | None, str]] = []
+    problems: list[tuple[int, int, str | None, str]] = []
     for err in exc.errors():
         loc = tuple(err["loc"][1:] if strip_tag and err["loc"] else err["loc"])
         # union branch names are pydantic's bookkeeping, not keys the user wrote
@@ -210,15 +210,13 @@ def _spec_error(exc: ValidationError, doc: YamlDoc, strip_tag: bool = False) -> 
             message = "unknown field" + (f" (did you mean '{close[0]}'?)" if close else "")
         elif err["type"] == "missing":
             message = "required field is missing"
-        if not problems:
-            first_column = column
-        problems.append((line, field, message))
-    line, field, message = problems[0]
+        problems.append((line, column, field, message))
+    line, column, field, message = problems[0]
     if len(problems) > 1:
         message = f"{len(problems)} problems:\n    " + "\n    ".join(
-            f"line {ln}: {fd + ': ' if fd else ''}{msg}" for ln, fd, msg in problems)
+            f"line {ln}: {fd + ': ' if fd else ''}{msg}" for ln, _, fd, msg in problems)
         field = None
-    return SpecError(message, path=str(doc.path), line=line, column=first_column, field=field)
+    return SpecError(message, path=str(doc.path), line=line, column=column, field=field)
 
 
 def load_verbalizer(path: str | Path) -> VerbalizerFile:

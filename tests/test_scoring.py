@@ -104,6 +104,16 @@ def test_causal_cost_is_context_plus_continuations_minus_one(tiny, tmp_path, row
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_models_whose_cache_cannot_be_split_get_the_same_scores(tiny, tmp_path, rows, name, monkeypatch):
+    pipe = Pipeline(tmp_path, tiny[name], "review : {{ text }} . it was {{ mask }} .", MIXED, rows[:12])
+    cached = pipe.word_scores(batch_size=4)
+    monkeypatch.setattr("promptcli.scoring.causal.splittable", lambda cache: False)
+    recomputed = pipe.word_scores(batch_size=4)
+    for index, expected in cached.items():
+        torch.testing.assert_close(recomputed[index], expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
 def test_single_token_words_ending_the_text_cost_one_forward(tiny, tmp_path, rows, name):
     pipe = Pipeline(tmp_path, tiny[name], "review : {{ text }} . it was {{ mask }}", SINGLE, rows[:10])
     assert all(len(ids) == 1 for ids in pipe.encoded[0].words.ids)

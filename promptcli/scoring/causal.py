@@ -48,14 +48,19 @@ class CausalLMScorer:
         self.sequences += ids.shape[0]
         self.positions += int(lengths.sum())
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache, **kwargs)
-        logits = out.logits[:, 0] if self.keeps_logits else out.logits[torch.arange(len(contexts)), last[:, 0]]
+        if out.logits.shape[1] == 1:  # logits_to_keep kept just each row's last position
+            logits = out.logits[:, 0]
+        else:
+            logits = out.logits[torch.arange(len(contexts)), last[:, 0]]
         return logits.float().log_softmax(-1), (out.past_key_values if use_cache else None), mask, lengths
 
     def extend(self, cache, rows: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
-               feeds: Sequence[Sequence[int]]) -> torch.Tensor:
+               feeds: Sequence[Sequence[int]], contexts: Sequence[Sequence[int]]) -> torch.Tensor:
         """Feed continuation tokens after the cached contexts of `rows`; (R, T, V) log-probs."""
         from transformers import DynamicCache
 
+        if not splittable(cache):
+            return self.recompute([contexts[r] for r in rows.tolist()], feeds)
         sub = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers],
                            config=self.config)
         ids, feed_mask = pad_right(feeds, self.pad_id, self.device)
@@ -68,6 +73,20 @@ class CausalLMScorer:
                          past_key_values=sub, use_cache=True)
         return out.logits.float().log_softmax(-1)
 
+    def recompute(self, contexts: Sequence[Sequence[int]], feeds: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Fallback for caches that cannot be split by row (recurrent or hybrid models): run context and
+        continuation together. Same scores, more positions; (R, T, V) log-probs at the fed tokens."""
+        ids, mask = pad_right([list(c) + list(f) for c, f in zip(contexts, feeds)], self.pad_id, self.device)
+        self.calls += 1
+        self.sequences += ids.shape[0]
+        self.positions += int(mask.sum())
+        positions = torch.arange(ids.shape[1], device=self.device).expand_as(ids)
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+        width = max(len(f) for f in feeds)
+        index = torch.tensor([[len(c) + min(j, len(f) - 1) for j in range(width)] for c, f in zip(contexts, feeds)],
+                             device=self.device)
+        return logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1])).float().log_softmax(-1)
+
     def word_scores(self, batch: Sequence[Encoded]) -> torch.Tensor:
         conts = [self.continuations(enc) for enc in batch]
         multi = [(b, w) for b, row in enumerate(conts) for w, cont in enumerate(row) if len(cont) > 1]
@@ -78,7 +97,8 @@ class CausalLMScorer:
         multi.sort(key=lambda bw: len(conts[bw[0]][bw[1]]))
         for group in chunks(multi, self.options.batch_size):
             rows = torch.tensor([b for b, _ in group], device=self.device)
-            log_probs = self.extend(cache, rows, mask, lengths, [conts[b][w][:-1] for b, w in group])
+            log_probs = self.extend(cache, rows, mask, lengths, [conts[b][w][:-1] for b, w in group],
+                                    [enc.context for enc in batch])
             for r, (b, w) in enumerate(group):
                 targets = torch.tensor(conts[b][w][1:], device=log_probs.device)
                 scores[b, w] += log_probs[r, torch.arange(len(targets)), targets].sum()
@@ -93,3 +113,9 @@ class CausalLMScorer:
                                  dtype=scores.dtype)
             return scores / chars.clamp(min=1)
         return scores
+
+
+def splittable(cache) -> bool:
+    """A cache whose every layer holds (B, heads, T, dim) keys and values can be copied row by row."""
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(isinstance(getattr(layer, "keys", None), torch.Tensor) for layer in layers)
