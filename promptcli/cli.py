@@ -40,6 +40,11 @@ class Normalize(str, Enum):
     chars = "chars"
 
 
+class Strategy(str, Enum):
+    greedy = "greedy"
+    sample = "sample"
+
+
 class OutputFormat(str, Enum):
     table = "table"
     json = "json"
@@ -77,6 +82,9 @@ LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Data field holding t
 DataFormatOpt = Annotated[Optional[str], typer.Option(help="jsonl, json, csv or tsv [default: from the extension].")]
 MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Cap on input tokens [default: the model's maximum].")]
 TrustOpt = Annotated[bool, typer.Option(help="Allow model code from the hub (off unless you pass it).")]
+TrainOpt = Annotated[Optional[Path], typer.Option(help="Labelled rows to draw demonstrations from.")]
+ShotsOpt = Annotated[Optional[int], typer.Option(min=0, help="Number of demonstrations [default: the template's; 0: zero-shot].")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Seed for demonstrations and sampling [default: the template's].")]
 
 
 @app.command()
@@ -99,6 +107,16 @@ def run(
     skip_invalid: Annotated[bool, typer.Option(help="Skip and count invalid rows instead of stopping.")] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows.")] = None,
     trust_remote_code: TrustOpt = False,
+    train: TrainOpt = None,
+    shots: ShotsOpt = None,
+    seed: SeedOpt = None,
+    samples: Annotated[Optional[int], typer.Option(min=1, help="Self-consistency: reasoning paths per example.")] = None,
+    strategy: Annotated[Optional[Strategy], typer.Option(help="Decoding for cot / self-consistency.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0.01, help="Sampling temperature.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample among the k most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(min=0.001, max=1.0, help="Nucleus sampling mass.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Longest reasoning to generate.")] = None,
+    prefix_cache: Annotated[bool, typer.Option(help="Compute the prompt prefix all examples share once (causal).")] = True,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, or json (metrics on stdout).")] = OutputFormat.table,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -112,9 +130,12 @@ def run(
                    normalize=normalize.value if normalize else None, label_field=label_field,
                    data_format=data_format, skip_invalid=skip_invalid, limit=limit,
                    trust_remote_code=trust_remote_code, verbalizer=str(verbalizer) if verbalizer else None,
-                   batch_size=batch_size)
+                   batch_size=batch_size, train=str(train) if train else None, shots=shots, seed=seed,
+                   samples=samples, strategy=strategy.value if strategy else None, temperature=temperature,
+                   top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, prefix_cache=prefix_cache)
     if resume is not None:  # only what the user typed may override (and is checked against) the stored run
-        options = {k: v for k, v in options.items() if v not in (None, False, "auto") and k != "batch_size"}
+        options = {k: v for k, v in options.items()
+                   if v not in (None, False, "auto") and k not in ("batch_size", "prefix_cache")}
     result = run_api(template, data, model, out=out, resume=resume, progress=not quiet,
                      command=shlex.join(["promptcli", *sys.argv[1:]]), **options)
     if format is OutputFormat.json:
@@ -136,21 +157,26 @@ def render(
     label_field: LabelFieldOpt = None,
     data_format: DataFormatOpt = None,
     trust_remote_code: TrustOpt = False,
+    train: TrainOpt = None,
+    shots: ShotsOpt = None,
+    seed: SeedOpt = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="table (readable) or json (one object per row).")] = OutputFormat.table,
 ) -> None:
-    """Show exactly what the model sees for the first rows."""
+    """Show exactly what the model sees for the first rows (demonstrations and chat format included)."""
     from .preview import render_rows
 
     rows = render_rows(str(template), str(data), model=model, verbalizer=str(verbalizer) if verbalizer else None,
                        limit=limit, label_field=label_field, data_format=data_format, scorer=scorer.value,
-                       max_length=max_length, trust_remote_code=trust_remote_code)
+                       max_length=max_length, trust_remote_code=trust_remote_code,
+                       train=str(train) if train else None, shots=shots, seed=seed)
     for row in rows:
         if format is OutputFormat.json:
             print(json.dumps(row, ensure_ascii=False))
             continue
         OUT.print(Rule(f"row {row['index']} (line {row['line']})" + (f" · gold: {row['gold']}" if row["gold"] else "")))
-        if "text" in row:
-            OUT.print(escape(row["text"]), highlight=False)
+        for key in ("text", "prompt", "context"):
+            if key in row and not (key == "context" and "text" in row):
+                OUT.print(escape(row[key]), highlight=False)
         if "continuations" in row:
             OUT.print(Rule("continuations (scored after the context)", style="dim"))
             for label, texts in row["continuations"].items():

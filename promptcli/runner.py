@@ -10,19 +10,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import torch
 
 from .data import Dataset, LabelSpace, Skipped, load_dataset
-from .encode import Encoded, Encoder
+from .demos import DemoSelector
+from .encode import Encoded, Encoder, make_encoder
 from .errors import DataError, RunError
 from .evaluate import Evaluation, evaluate
-from .metrics import classification_metrics, prediction_counts
+from .metrics import agreement_summary, classification_metrics, prediction_counts
 from .models import ModelInfo, load_info, load_model
 from .outputs import (METRICS, PREDICTIONS, RUN, Prediction, finalize_predictions, prepare_new,
                       read_json, read_predictions, write_json)
 from .render import Renderer
-from .spec import TemplateFile, load_template
-from .tokens import Segmenter
+from .spec import DemonstrationsSpec, TemplateFile, load_template
 from .verbalizer import Verbalizer
 from .versions import peak_memory_mb, versions
 
@@ -46,18 +45,35 @@ class RunConfig:
     skip_invalid: bool = False
     limit: int | None = None
     trust_remote_code: bool = False
-    seed: int = 0  # recorded for reproducibility; scoring itself is deterministic
+    seed: int | None = None  # demonstrations and sampling; default: the template's demonstration seed, 0 for sampling
+    train: str | None = None  # where demonstrations come from
+    shots: int | None = None  # overrides the template's demonstration count
+    samples: int | None = None  # self-consistency: overrides the template's number of paths
+    prefix_cache: bool = True  # causal: compute the prompt prefix shared by all examples once
+    # decoding overrides for cot / self-consistency (None: the template's)
+    strategy: str | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
 
 
 @dataclass
-class Prepared:
-    """A run's inputs, checked and encoded, before any weights are loaded."""
+class Inputs:
+    """What a run reads, checked, before any model is involved."""
 
     template: TemplateFile
     renderer: Renderer
     verbalizer: Verbalizer
-    info: ModelInfo
     dataset: Dataset
+    selector: DemoSelector | None
+
+
+@dataclass
+class Prepared(Inputs):
+    """A run's inputs encoded for one model (tokenizer loaded, weights not yet)."""
+
+    info: ModelInfo
     encoder: Encoder
     encoded: list[Encoded]
 
@@ -88,22 +104,28 @@ def model_name(template: TemplateFile, model: str | None) -> str:
     return name
 
 
-def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) -> Prepared:
-    """Load and check the template, verbalizer, tokenizer and data, then encode every example."""
+def load_inputs(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) -> Inputs:
+    """Load and check the template, verbalizer, data and demonstrations (no model needed)."""
     template = load_template(config.template, config.verbalizer)
     renderer = Renderer(template)
     verbalizer = Verbalizer(template.verbalizer)
-    info = load_info(model_name(template, config.model), scorer=config.scorer,
-                     trust_remote_code=config.trust_remote_code, max_length=config.max_length)
     labels = LabelSpace(verbalizer.labels, template.verbalizer.spec.label_map)
     dataset = load_dataset(rows if rows is not None else config.data, renderer.fields,
                            config.label_field or template.spec.label_field, labels,
                            skip_invalid=config.skip_invalid, limit=config.limit, data_format=config.data_format)
-    tok = info.tokenizer
-    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    encoder = Encoder(renderer, verbalizer, Segmenter(tok), info.kind, info.max_length, start)
-    encoded = []
-    kept = []
+    selector = demo_selector(template, renderer, verbalizer, config, labels)
+    return Inputs(template, renderer, verbalizer, dataset, selector)
+
+
+def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) -> Prepared:
+    """Inputs plus the model's tokenizer: every example encoded (invalid ones skipped with --skip-invalid)."""
+    inputs = load_inputs(config, rows)
+    info = load_info(model_name(inputs.template, config.model), scorer=config.scorer,
+                     trust_remote_code=config.trust_remote_code, max_length=config.max_length)
+    check_model_fits(inputs.template, info)
+    encoder = make_encoder(inputs.renderer, inputs.verbalizer, info, inputs.selector, config.max_new_tokens)
+    dataset = inputs.dataset
+    encoded, kept = [], []
     for example in dataset.examples:
         where = f"{dataset.source}:{example.line}"
         try:
@@ -114,7 +136,43 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) 
                 raise
             dataset.skipped.append(Skipped(line=example.line, reason=exc.message))
     dataset.examples = kept
-    return Prepared(template, renderer, verbalizer, info, dataset, encoder, encoded)
+    return Prepared(**vars(inputs), info=info, encoder=encoder, encoded=encoded)
+
+
+def check_model_fits(template: TemplateFile, info: ModelInfo) -> None:
+    if info.kind == "mlm" and (template.generative or template.spec.chat):
+        what = f"kind '{template.kind}'" if template.generative else "chat: true"
+        raise RunError(f"{what} needs a causal model (scorer 'causal'); '{info.name}' is a masked LM, which "
+                       "supports the manual, co-star and xml kinds without chat", path=str(template.path))
+
+
+def demonstrations_spec(template: TemplateFile, config: RunConfig) -> DemonstrationsSpec | None:
+    """The template's demonstrations with the run's overrides (`--shots`, `--seed`); None for zero-shot."""
+    spec = template.spec.demonstrations
+    if config.shots is not None:
+        spec = (spec or DemonstrationsSpec()).model_copy(update={"count": config.shots, "per_class": None})
+    if spec is not None and config.seed is not None:
+        spec = spec.model_copy(update={"seed": config.seed})
+    if spec is None or (spec.per_class or spec.count) == 0:
+        return None
+    return spec
+
+
+def demo_selector(template: TemplateFile, renderer: Renderer, verbalizer: Verbalizer, config: RunConfig,
+                  labels: LabelSpace) -> DemoSelector | None:
+    spec = demonstrations_spec(template, config)
+    if spec is None:
+        return None
+    if not config.train:
+        raise RunError(f"the template asks for {spec.per_class or spec.count} demonstrations"
+                       f"{' per label' if spec.per_class else ''}; pass the training data with --train FILE",
+                       path=str(template.path), hint="or --shots 0 for zero-shot")
+    pool = load_dataset(config.train, renderer.fields, config.label_field or template.spec.label_field, labels,
+                        skip_invalid=config.skip_invalid)
+    if not pool.labeled:
+        raise RunError("the training data has no labels, so it cannot give demonstrations", path=config.train)
+    first_words = {label: words[0] for label, words in template.verbalizer.spec.labels.items()}
+    return DemoSelector(pool.examples, spec, verbalizer.labels, first_words, renderer.fields, pool.sha256)
 
 
 def _resume_config(out: Path, overrides: dict[str, Any]) -> RunConfig:
@@ -163,10 +221,11 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
         raise RunError("batch size must be at least 1")
 
     started = time.perf_counter()
-    torch.manual_seed(config.seed)
     prepared = prepare(config, rows)
     hashes = {"template": prepared.template.sha256, "verbalizer": prepared.template.verbalizer.sha256,
               "data": prepared.dataset.sha256, "model_config": prepared.info.config_sha256}
+    if prepared.selector is not None:
+        hashes["train"] = prepared.selector.sha256
     if previous is not None:
         _check_unchanged(previous, hashes)
     else:
@@ -195,10 +254,14 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
     finalize_predictions(out_dir / PREDICTIONS, predictions)
 
     labels = prepared.verbalizer.labels
+    generative = prepared.template.generative
     if prepared.dataset.labeled:
-        metrics = classification_metrics([p.gold for p in predictions], [p.pred for p in predictions], labels)
+        metrics = classification_metrics([p.gold for p in predictions], [p.pred for p in predictions], labels,
+                                         abstention=generative)
     else:
         metrics = {"n": len(predictions), "predicted": prediction_counts([p.pred for p in predictions], labels)}
+    if prepared.template.kind == "self-consistency":
+        metrics["agreement"] = agreement_summary([p.agreement for p in predictions])
     write_json(out_dir / METRICS, metrics)
     record.update(status="finished", finished=_now(), resumed_rows=len(done), timing=_timing(evaluation, load_s, time.perf_counter() - started),
                   memory=peak_memory_mb(loaded.device), work=evaluation.work())
@@ -207,8 +270,17 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
 
 
 def _counts(prepared: Prepared) -> dict[str, Any]:
-    return {"examples": len(prepared.encoded), "skipped": len(prepared.dataset.skipped),
-            "truncated": sum(e.truncated for e in prepared.encoded), "labeled": prepared.dataset.labeled}
+    encoded = prepared.encoded
+    counts = {"examples": len(encoded), "skipped": len(prepared.dataset.skipped),
+              "truncated": sum(e.truncated for e in encoded), "labeled": prepared.dataset.labeled}
+    if prepared.selector is not None:
+        counts["demonstrations"] = {
+            "select": prepared.selector.spec.select, "seed": prepared.selector.spec.seed,
+            "per_example": max((e.demos for e in encoded), default=0),
+            "lost_to_length": sum(e.dropped > 0 for e in encoded),  # examples that lost demonstrations
+            "query_skipped": sum(e.skipped_self for e in encoded),  # training rows equal to the query
+        }
+    return counts
 
 
 def _timing(evaluation: Evaluation, load_s: float, wall_s: float) -> dict[str, float]:

@@ -55,7 +55,9 @@ def test_run_writes_predictions_metrics_and_run_record(tiny, tmp_path, template,
     assert record["status"] == "finished" and record["scorer"] == ("mlm" if model in ("roberta", "bert") else "causal")
     assert set(record["hashes"]) == {"template", "verbalizer", "data", "model_config", "model"}
     assert record["timing"]["examples_per_s"] > 0 and record["memory"]["peak_rss_mb"] > 0
-    assert record["work"]["forward_passes_per_example"] == 1.0  # single-token words, slot at the end
+    # single-token words, slot at the end: one pass per example (+ one for a prefix all prompts share)
+    shared = 1 / 40 if record["work"]["shared_prefix_tokens"] else 0
+    assert record["work"]["forward_passes_per_example"] == pytest.approx(1.0 + shared)
 
 
 def test_table_output_shows_summary_per_class_and_confusion(tiny, tmp_path):
