@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .data import Example
-from .render import Demo
+from .rendering import Demo
 from .spec import DemonstrationsSpec
 
 WORD = re.compile(r"\w+")

@@ -17,7 +17,7 @@ from .data import Example
 from .demos import DemoSelector
 from .errors import DataError, SpecError
 from .models import ModelInfo
-from .render import Demo, Prompt, Renderer
+from .rendering import Demo, Prompt, Renderer
 from .tokens import Segmenter
 from .verbalizer import Verbalizer, WordTable
 

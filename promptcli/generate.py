@@ -99,19 +99,24 @@ class Generator:
         return text[:min(ends)] if ends else text
 
     def choose(self, log_probs: torch.Tensor, generators: list[torch.Generator], done: list[bool]) -> list[int]:
-        """Next token per row: arg-max, or a sample after top-k, then top-p, then temperature."""
-        d = self.decoding
-        if d.strategy == "greedy":
+        """Next token per row: arg-max, or a sample from `sampling_probs`."""
+        if self.decoding.strategy == "greedy":
             return log_probs.argmax(-1).tolist()
-        scores = log_probs.clone()  # (R, V)
-        if d.top_k is not None and d.top_k < scores.shape[-1]:
-            kth = scores.topk(d.top_k, dim=-1).values[:, -1:]
-            scores = scores.masked_fill(scores < kth, float("-inf"))
-        if d.top_p is not None and d.top_p < 1.0:
-            ordered, order = scores.sort(dim=-1, descending=True)
-            probs = ordered.softmax(-1)
-            outside = (probs.cumsum(-1) - probs) > d.top_p  # keep the smallest set reaching top_p
-            scores = scores.scatter(-1, order, ordered.masked_fill(outside, float("-inf")))
-        probs = (scores / d.temperature).softmax(-1).cpu()
+        probs = sampling_probs(log_probs, self.decoding).cpu()
         return [0 if done[r] else int(torch.multinomial(probs[r], 1, generator=generators[r]))
                 for r in range(probs.shape[0])]
+
+
+def sampling_probs(log_probs: torch.Tensor, d: Decoding) -> torch.Tensor:
+    """(R, V) probabilities to sample from: keep the top-k tokens, then the smallest set of those
+    reaching top-p of their (renormalised) mass, then apply the temperature."""
+    scores = log_probs.clone()
+    if d.top_k is not None and d.top_k < scores.shape[-1]:
+        kth = scores.topk(d.top_k, dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if d.top_p is not None and d.top_p < 1.0:
+        ordered, order = scores.sort(dim=-1, descending=True)
+        probs = ordered.softmax(-1)
+        outside = (probs.cumsum(-1) - probs) >= d.top_p  # the mass before a token already reaches top_p
+        scores = scores.scatter(-1, order, ordered.masked_fill(outside, float("-inf")))
+    return (scores / d.temperature).softmax(-1)

@@ -7,7 +7,7 @@ from pathlib import Path
 from .encode import make_encoder
 from .errors import PromptcliError
 from .models import ModelInfo, load_info
-from .render import Renderer
+from .rendering import Renderer
 from .runner import check_model_fits
 from .tokens import Segmenter
 from .spec import load_template, load_verbalizer, spec_kind_of

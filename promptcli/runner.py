@@ -20,7 +20,7 @@ from .metrics import agreement_summary, classification_metrics, prediction_count
 from .models import ModelInfo, load_info, load_model
 from .outputs import (METRICS, PREDICTIONS, RUN, Prediction, finalize_predictions, prepare_new,
                       read_json, read_predictions, write_json)
-from .render import Renderer
+from .rendering import Renderer
 from .spec import DemonstrationsSpec, TemplateFile, load_template
 from .verbalizer import Verbalizer
 from .versions import peak_memory_mb, versions

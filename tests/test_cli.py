@@ -227,9 +227,13 @@ def test_render_table_is_readable(tiny):
 
 
 def test_validate_shipped_specs_and_a_broken_one(tiny, tmp_path):
-    ok = cli("validate", REPO / "templates", REPO / "verbalizers", "--model", tiny["roberta"])
+    ok = cli("validate", REPO / "templates", REPO / "verbalizers", "--model", tiny["llama"])
     assert ok.exit_code == 0, ok.stdout
-    assert ok.stdout.count(" ok ") >= 12
+    assert ok.stdout.count(" ok ") == len(list((REPO / "templates").rglob("*.yaml"))) + 4
+    cloze = [REPO / "templates/sst2/manual.yaml", REPO / "templates/sst5/manual-fewshot.yaml"]
+    assert cli("validate", *cloze, "--model", tiny["roberta"]).exit_code == 0
+    mlm = cli("validate", REPO / "templates/sst2/cot.yaml", REPO / "templates/sst2/chat.yaml", "--model", tiny["roberta"])
+    assert mlm.exit_code == 2 and mlm.stdout.count("needs a causal model") == 2
     write(tmp_path / "bad.yaml", "kind: manual\ntext: '{{ text }}'\nverbalizer: {labels: {a: x, b: y}}\n")
     write(tmp_path / "v.yaml", "labels: {a: [Great], b: [great]}\n")
     bad = cli("validate", tmp_path, "--model", tiny["bert"])

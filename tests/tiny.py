@@ -54,6 +54,11 @@ def _metaspace_vocab(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, s
     return data["vocab"], _merge_pairs(data["merges"])
 
 
+# Zephyr / TinyLlama-chat style turns
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
 def build_bert(out: Path, seed: int = 0) -> Path:
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
@@ -91,6 +96,7 @@ def build_llama(out: Path, seed: int = 0) -> Path:
 
     vocab, merges = _metaspace_vocab(200)
     tokenizer = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True)
+    tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
