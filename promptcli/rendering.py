@@ -16,7 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import DataError, SpecError
 from .layouts import Layout, Part, layout
-from .spec import TemplateFile
+from .spec import DemonstrationsSpec, TemplateFile
 
 # The answer slot renders to a private-use character that no tokenizer sees: the text is
 # split there, and each side is tokenised on its own.
@@ -61,6 +61,8 @@ class Renderer:
         spec = template.spec
         self.layout: Layout = layout(spec)
         self.generative = template.generative
+        # separator and text of demonstrations (defaults when --shots adds them to a template without any)
+        self.demonstrations = spec.demonstrations or DemonstrationsSpec()
         parts = {name: getattr(self.layout, name) for name in ("instructions", "query", "answer", "demo")}
         for part in [p for group in parts.values() for p in group] + ([Part(spec.system, ("system",))]
                                                                       if spec.system else []):
@@ -132,7 +134,7 @@ class Renderer:
 
     def demo_text(self, demo: Demo, where: str = "") -> str:
         values = {**demo.fields, "mask": demo.word, "label": demo.label, "label_word": demo.word}
-        custom = self.template.spec.demonstrations and self.template.spec.demonstrations.text
+        custom = self.demonstrations.text
         if custom:
             try:
                 return ENV.from_string(custom).render(values).strip()
@@ -141,8 +143,7 @@ class Renderer:
         return self._fill("demo", values, where).strip()
 
     def _values(self, row: Mapping[str, Any], demos: Sequence[Demo], where: str) -> dict[str, Any]:
-        spec = self.template.spec
-        separator = spec.demonstrations.separator if spec.demonstrations else "\n\n"
+        separator = self.demonstrations.separator
         joined = separator.join(self.demo_text(d, where) for d in demos)
         return {**row, "mask": MASK, "separator": separator,
                 "demonstrations": joined + separator if joined else ""}
@@ -152,9 +153,8 @@ class Renderer:
         values = self._values(row, demos, where)
         block = ""
         if values["demonstrations"] and not self.places_demonstrations:
-            spec = self.template.spec
             joined = values["demonstrations"][:-len(values["separator"])]
-            block = self.layout.demo_block.format(demos=joined, sep=spec.demonstrations.separator)
+            block = self.layout.demo_block.format(demos=joined, sep=values["separator"])
         text = (self._fill("instructions", values, where) + block + self._fill("query", values, where)
                 + self._fill("answer", values, where)).strip()
         return self.split_text(text)

@@ -105,3 +105,37 @@ def print_run(result: RunResult, console: Console) -> None:
         shown = ", ".join(f"line {s['line']} ({s['reason']})" for s in skipped[:5])
         more = f" and {len(skipped) - 5} more (see run.json)" if len(skipped) > 5 else ""
         console.print(f"[yellow]skipped {len(skipped)} invalid rows: {shown}{more}")
+
+
+def leaderboard_table(rows: list, metric: str) -> Table:
+    percent = metric in ("accuracy", "macro_f1", "ece")
+
+    def fmt(v: float) -> str:
+        return f"{100 * v:.2f}" if percent else f"{v:.4f}"
+
+    table = Table(title=f"leaderboard · {metric}{' (%)' if percent else ''}", title_justify="left")
+    for name in ("#", "variant", metric, "95% CI", "ex/s", "vs best"):
+        table.add_column(name, justify="left" if name == "variant" else "right")
+    for r in rows:
+        value = fmt(r.value) + (f" ± {fmt(r.std)}" if r.seeds > 1 else "")
+        if r.p_value is None:
+            versus = "best"
+        else:
+            versus = f"{'[red]≠[/] ' if r.significant else '≈ '}p={r.p_value:.3g}"
+        table.add_row(str(r.rank), r.variant, value, f"{fmt(r.low)}–{fmt(r.high)}", f"{r.examples_per_s:.1f}", versus)
+    return table
+
+
+def runs_table(stored: list) -> Table:
+    table = Table(title="runs", title_justify="left")
+    for name in ("id", "kind", "name", "status", "created", "n", "accuracy", "output"):
+        table.add_column(name, justify="right" if name in ("id", "n", "accuracy") else "left",
+                         overflow="fold", min_width=10 if name == "name" else None)
+    for r in stored:
+        metrics = r.metrics or {}
+        accuracy = metrics.get("accuracy")
+        if accuracy is None and metrics.get("leaderboard"):
+            accuracy = metrics["leaderboard"][0].get("accuracy")
+        table.add_row(str(r.id), r.kind, r.name or "", r.status or "", (r.created or "")[:19], str(metrics.get("n", "")),
+                      _pct(accuracy) if accuracy is not None else "", r.out_dir or "")
+    return table

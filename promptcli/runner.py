@@ -11,13 +11,19 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 
+from rich.progress import Progress
+
 from .data import Dataset, LabelSpace, Skipped, load_dataset
 from .demos import DemoSelector
 from .encode import Encoded, Encoder, make_encoder
 from .errors import DataError, RunError
 from .evaluate import Evaluation, evaluate
 from .metrics import agreement_summary, classification_metrics, prediction_counts
-from .models import ModelInfo, load_info, load_model
+from .models import LoadedModel, ModelInfo, load_info, load_model, resolve_device
+from .progress import warn
+from .scorecache import ScoreCache
+from .sqlitedb import default_cache_path, default_store_path
+from .store import RunStore
 from .outputs import (METRICS, PREDICTIONS, RUN, Prediction, finalize_predictions, prepare_new,
                       read_json, read_predictions, write_json)
 from .rendering import Renderer
@@ -40,6 +46,7 @@ class RunConfig:
     batch_size: int = 32
     max_length: int | None = None
     normalize: str | None = None
+    calibrate: str | None = None
     label_field: str | None = None
     data_format: str | None = None
     skip_invalid: bool = False
@@ -67,6 +74,14 @@ class Inputs:
     verbalizer: Verbalizer
     dataset: Dataset
     selector: DemoSelector | None
+
+    @property
+    def gold(self) -> dict[int, str | None]:
+        return {e.index: e.gold for e in self.dataset.examples}
+
+    @property
+    def fields(self) -> dict[int, Mapping[str, Any]]:
+        return {e.index: e.fields for e in self.dataset.examples}
 
 
 @dataclass
@@ -122,7 +137,7 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) 
     inputs = load_inputs(config, rows)
     info = load_info(model_name(inputs.template, config.model), scorer=config.scorer,
                      trust_remote_code=config.trust_remote_code, max_length=config.max_length)
-    check_model_fits(inputs.template, info)
+    check_model_fits(inputs.template, info, config)
     encoder = make_encoder(inputs.renderer, inputs.verbalizer, info, inputs.selector, config.max_new_tokens)
     dataset = inputs.dataset
     encoded, kept = [], []
@@ -139,11 +154,20 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) 
     return Prepared(**vars(inputs), info=info, encoder=encoder, encoded=encoded)
 
 
-def check_model_fits(template: TemplateFile, info: ModelInfo) -> None:
+def check_model_fits(template: TemplateFile, info: ModelInfo, config: RunConfig | None = None) -> None:
+    """Combinations that cannot work are errors before anything runs (a sweep skips them with the reason)."""
     if info.kind == "mlm" and (template.generative or template.spec.chat):
         what = f"kind '{template.kind}'" if template.generative else "chat: true"
         raise RunError(f"{what} needs a causal model (scorer 'causal'); '{info.name}' is a masked LM, which "
                        "supports the manual, co-star and xml kinds without chat", path=str(template.path))
+    scoring = template.spec.scoring
+    normalize = (config.normalize if config else None) or scoring.normalize
+    calibrate = (config.calibrate if config else None) or scoring.calibrate
+    if normalize == "pmi" and info.kind == "mlm":
+        raise RunError("normalize: pmi scores continuations, so it needs a causal model", path=str(template.path))
+    if template.generative and (normalize == "pmi" or calibrate != "none"):
+        raise RunError(f"calibration and PMI apply to scored templates, not to kind '{template.kind}'",
+                       path=str(template.path))
 
 
 def demonstrations_spec(template: TemplateFile, config: RunConfig) -> DemonstrationsSpec | None:
@@ -194,14 +218,47 @@ def _check_unchanged(record: dict, hashes: dict) -> None:
                            "two different runs", hint="start a new run with --out")
 
 
+class ModelPool:
+    """Loads each model once and keeps it for every run that needs it (a sweep groups runs by model)."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple, LoadedModel] = {}
+        self.load_seconds = 0.0
+
+    def get(self, info: ModelInfo, device: str, dtype: str) -> LoadedModel:
+        key = (info.name, info.kind, device, dtype)
+        if key not in self._models:
+            start = time.perf_counter()
+            self._models[key] = load_model(info, device=device, dtype=dtype)
+            self.load_seconds += time.perf_counter() - start
+        return self._models[key]
+
+
+def open_cache(cache: bool | str | Path | None) -> ScoreCache | None:
+    """True: the default score cache; a path: that file; False/None: no cache."""
+    if not cache:
+        return None
+    path = default_cache_path() if cache is True else Path(cache)
+    return ScoreCache(path, on_warning=warn)
+
+
+def open_store(store: bool | str | Path | None) -> RunStore | None:
+    if store is False:
+        return None
+    return RunStore(default_store_path() if store in (None, True) else Path(store), on_warning=warn)
+
+
 def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[str, Any]] | None = None,
         model: str | None = None, *, out: str | Path | None = None, resume: str | Path | None = None,
-        progress: bool = True, command: str | None = None,
+        progress: bool | Progress = True, command: str | None = None, cache: bool | str | Path | None = True,
+        store: bool | str | Path | None = None, models: ModelPool | None = None, parent: int | None = None,
         on_batch: Callable[[int, int], None] | None = None, **options: Any) -> RunResult:
     """Evaluate one template on one data file with one model; write and return the results.
 
     `options` are RunConfig fields (batch_size, scorer, device, dtype, normalize, ...).
     `resume` continues an interrupted run in that folder without recomputing finished rows.
+    `cache` (score cache) and `store` (run store) default to files under the user's cache folder;
+    pass False to turn either off.
     """
     rows = None if data is None or isinstance(data, (str, Path)) else list(data)
     if resume is not None:
@@ -223,7 +280,8 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
     started = time.perf_counter()
     prepared = prepare(config, rows)
     hashes = {"template": prepared.template.sha256, "verbalizer": prepared.template.verbalizer.sha256,
-              "data": prepared.dataset.sha256, "model_config": prepared.info.config_sha256}
+              "data": prepared.dataset.sha256, "model_config": prepared.info.config_sha256,
+              "model": prepared.info.fingerprint()}
     if prepared.selector is not None:
         hashes["train"] = prepared.selector.sha256
     if previous is not None:
@@ -237,36 +295,61 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
         "versions": versions(), "counts": _counts(prepared), "skipped_rows": [asdict(s) for s in prepared.dataset.skipped],
     }
     write_json(out_dir / RUN, record)
+    runs = open_store(store)
+    run_id = previous.get("store_id") if previous else None
+    if runs is not None and run_id is None:
+        run_id = runs.add("run", record, {}, str(out_dir.resolve()), parent=parent, name=prepared.template.name,
+                          status="running")
+        record["store_id"] = run_id
+        write_json(out_dir / RUN, record)
 
-    load_start = time.perf_counter()
-    loaded = load_model(prepared.info, device=config.device, dtype=config.dtype)
-    record["hashes"]["model"] = loaded.fingerprint()
-    load_s = time.perf_counter() - load_start
-
+    pool = models or ModelPool()
+    loaded_before = pool.load_seconds
+    scores = open_cache(cache if not prepared.template.generative else False)
     done = read_predictions(out_dir / PREDICTIONS) if previous is not None else []
     try:
-        evaluation = evaluate(prepared, loaded, config, out_dir / PREDICTIONS, done, progress, on_batch)
+        evaluation = evaluate(prepared, config, lambda: pool.get(prepared.info, config.device, config.dtype),
+                              out_dir / PREDICTIONS, done, progress, scores, on_batch)
     except BaseException:
         record.update(status="interrupted", stopped=_now())
         write_json(out_dir / RUN, record)
+        _update_store(runs, run_id, record, {})
         raise
     predictions = evaluation.predictions
     finalize_predictions(out_dir / PREDICTIONS, predictions)
+    metrics = run_metrics(prepared, predictions)
+    write_json(out_dir / METRICS, metrics)
+    load_s = pool.load_seconds - loaded_before
+    record.update(status="finished", finished=_now(), resumed_rows=len(done),
+                  timing=_timing(evaluation, load_s, time.perf_counter() - started),
+                  memory=peak_memory_mb(resolve_device(config.device)), work=evaluation.work())
+    if evaluation.calibration:
+        record["calibration"] = evaluation.calibration
+    if scores is not None:
+        record["cache"] = asdict(scores.stats)
+        scores.close()
+    write_json(out_dir / RUN, record)
+    _update_store(runs, run_id, record, metrics)
+    return RunResult(out_dir=out_dir, labels=prepared.verbalizer.labels, predictions=predictions, metrics=metrics,
+                     record=record)
 
+
+def run_metrics(prepared: Prepared, predictions: list[Prediction]) -> dict[str, Any]:
     labels = prepared.verbalizer.labels
-    generative = prepared.template.generative
     if prepared.dataset.labeled:
         metrics = classification_metrics([p.gold for p in predictions], [p.pred for p in predictions], labels,
-                                         abstention=generative)
+                                         abstention=prepared.template.generative)
     else:
         metrics = {"n": len(predictions), "predicted": prediction_counts([p.pred for p in predictions], labels)}
     if prepared.template.kind == "self-consistency":
         metrics["agreement"] = agreement_summary([p.agreement for p in predictions])
-    write_json(out_dir / METRICS, metrics)
-    record.update(status="finished", finished=_now(), resumed_rows=len(done), timing=_timing(evaluation, load_s, time.perf_counter() - started),
-                  memory=peak_memory_mb(loaded.device), work=evaluation.work())
-    write_json(out_dir / RUN, record)
-    return RunResult(out_dir=out_dir, labels=labels, predictions=predictions, metrics=metrics, record=record)
+    return metrics
+
+
+def _update_store(runs: RunStore | None, run_id: int | None, record: dict, metrics: dict) -> None:
+    if runs is not None and run_id is not None:
+        runs.update(run_id, status=record["status"], record=record, metrics=metrics)
+        runs.close()
 
 
 def _counts(prepared: Prepared) -> dict[str, Any]:

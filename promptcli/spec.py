@@ -98,8 +98,15 @@ _UNION_TAGS = {"path", "inline"}
 
 
 class ScoringSpec(Strict):
-    normalize: Literal["none", "tokens", "chars"] = Field(
-        "none", description="causal: divide a continuation's log-likelihood by its tokens or characters")
+    normalize: Literal["none", "tokens", "chars", "pmi"] = Field(
+        "none", description="causal: divide a continuation's log-likelihood by its tokens or characters, or "
+                            "subtract its log-likelihood after the domain premise (pmi)")
+    premise: str | None = Field(None, description="pmi: the domain premise (default: the template's own words "
+                                                  "between the last data field and the slot)")
+    calibrate: Literal["none", "contextual"] = Field(
+        "none", description="contextual: divide by the label distribution of content-free inputs (Zhao et al., 2021)")
+    content_free: list[str] = Field(default_factory=lambda: ["N/A", "", "{mask_token}"],
+                                    description="content-free inputs; {mask_token} is the model's mask token")
 
 
 class DemonstrationsSpec(Strict):

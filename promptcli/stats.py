@@ -84,7 +84,7 @@ def _percentile_interval(estimate: float, resampled: list[float], level: float) 
     return Interval(estimate, _quantile(resampled, tail), _quantile(resampled, 1.0 - tail))
 
 
-def _resamples(n: int, resamples: int, seed: int):
+def resample_indices(n: int, resamples: int, seed: int):
     """Yield `resamples` lists of n example indices drawn with replacement."""
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, got {resamples}")
@@ -104,7 +104,7 @@ def bootstrap_ci(values: Sequence[float], *, resamples: int = 1000, seed: int = 
     _check_nonempty(values, "values")
     _check_level(level)
     values = [float(v) for v in values]
-    means = [_mean([values[i] for i in idx]) for idx in _resamples(len(values), resamples, seed)]
+    means = [_mean([values[i] for i in idx]) for idx in resample_indices(len(values), resamples, seed)]
     return _percentile_interval(_mean(values), means, level)
 
 
@@ -120,7 +120,7 @@ def bootstrap_metric_ci(gold: Sequence, pred: Sequence, metric: Callable[[list, 
     _check_level(level)
     gold, pred = list(gold), list(pred)
     scores = [float(metric([gold[i] for i in idx], [pred[i] for i in idx]))
-              for idx in _resamples(len(gold), resamples, seed)]
+              for idx in resample_indices(len(gold), resamples, seed)]
     return _percentile_interval(float(metric(gold, pred)), scores, level)
 
 
@@ -158,7 +158,7 @@ def paired_bootstrap(a_values: Sequence[float], b_values: Sequence[float], *, re
     _check_paired(a_values, b_values, "a_values and b_values")
     diffs = [float(a) - float(b) for a, b in zip(a_values, b_values)]
     below = above = 0
-    for idx in _resamples(len(diffs), resamples, seed):
+    for idx in resample_indices(len(diffs), resamples, seed):
         d = _mean([diffs[i] for i in idx])
         below += d <= 0.0
         above += d >= 0.0

@@ -15,7 +15,7 @@ from helpers import count_model_work, sentences
 from promptcli.data import Example
 from promptcli.demos import DemoSelector
 from promptcli.errors import RunError, SpecError
-from promptcli.evaluate import label_log_probs
+from promptcli.predictors import label_log_probs
 from promptcli.models import load_model
 from promptcli.runner import RunConfig, prepare
 from promptcli.scoring import make_scorer
