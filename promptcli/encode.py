@@ -15,13 +15,14 @@ from typing import Literal
 
 from .data import Example
 from .demos import DemoSelector
-from .errors import DataError, SpecError
+from .errors import DataError, RunError, SpecError
 from .models import ModelInfo
-from .rendering import Demo, Prompt, Renderer
+from .rendering import SOFT, Demo, Prompt, Renderer
 from .tokens import Segmenter
 from .verbalizer import Verbalizer, WordTable
 
 LEAD = re.compile(r"[ \t]*$")
+SOFT_RUN = re.compile(f"({SOFT}+)")
 SUFFIX_ANCHOR = "a"  # what precedes the text after the slot: the end of a label word
 NO_WORDS = WordTable(ids=(), chars=())
 
@@ -47,10 +48,19 @@ class Encoded:
         return len(self.context) + (self.words.longest if self.words.ids else 0) + len(self.suffix)
 
 
+@dataclass(frozen=True)
+class Virtual:
+    """Where soft-prompt tokens go: ids from `base` (the vocabulary size) on; `prefix` of them before
+    everything, or 0 when the template places them with {{ soft(n) }}."""
+
+    base: int
+    prefix: int
+
+
 class Encoder:
     def __init__(self, renderer: Renderer, verbalizer: Verbalizer, segmenter: Segmenter,
                  kind: Literal["mlm", "causal"], max_length: int, fallback_start: int | None = None,
-                 selector: DemoSelector | None = None, reserve: int = 0):
+                 selector: DemoSelector | None = None, reserve: int = 0, virtual: Virtual | None = None):
         self.renderer = renderer
         self.verbalizer = verbalizer
         self.segmenter = segmenter
@@ -61,6 +71,7 @@ class Encoder:
         self.selector = selector
         self.chat = renderer.template.spec.chat
         self.reserve = reserve  # room kept free after the prompt (generated tokens, the answer trigger)
+        self.virtual = virtual
         if self.chat and getattr(segmenter.tokenizer, "chat_template", None) is None:
             raise SpecError("the template asks for the chat format but this tokenizer has no chat template",
                             path=str(renderer.template.path), field="chat", hint="set chat: false")
@@ -77,8 +88,12 @@ class Encoder:
         """Tokenise around the slot; `slot=False` for a generation prompt (all context, no label words)."""
         lead = LEAD.search(prompt.prefix).group(0)
         core = prompt.prefix[:len(prompt.prefix) - len(lead)]
+        if SOFT in prompt.suffix:
+            raise SpecError("soft-prompt tokens must come before the answer slot", path=str(self.renderer.template.path))
         opening = () if self.chat else self.segmenter.opening  # a chat template writes its own BOS
-        context = opening + tuple(self.segmenter.encode(core))
+        virtual = tuple(range(self.virtual.base, self.virtual.base + self.virtual.prefix)) if self.virtual else ()
+        context = virtual + opening + self._text_ids(core)
+        core = core.replace(SOFT, "")
         if self.kind == "causal" and not context:
             if self.fallback_start is None:
                 raise SpecError("a causal model needs text before the answer slot (and this tokenizer has no "
@@ -92,6 +107,24 @@ class Encoder:
             suffix = suffix + self.segmenter.closing
         return Encoded(index=-1, context=context, suffix=suffix, words=words, suffix_chars=len(prompt.suffix),
                        text=core)
+
+    def _text_ids(self, text: str) -> tuple[int, ...]:
+        """Token ids of text that may hold soft-prompt places (numbered in order of appearance)."""
+        if SOFT not in text:
+            return tuple(self.segmenter.encode(text))
+        if self.virtual is None or self.virtual.prefix:
+            raise RunError("the template has {{ soft(n) }} slots: pass --soft-prompt (a folder written by "
+                           "promptcli tune)", path=str(self.renderer.template.path))
+        ids: list[int] = []
+        seen, before = 0, ""
+        for part in SOFT_RUN.split(text):
+            if part.startswith(SOFT):
+                ids += range(self.virtual.base + seen, self.virtual.base + seen + len(part))
+                seen += len(part)
+            elif part:
+                ids += self.segmenter.encode_after(before[-1:], part) if before else self.segmenter.encode(part)
+                before += part
+        return tuple(ids)
 
     def encode(self, example: Example, where: str) -> Encoded:
         """Render and tokenise one example, dropping demonstrations then truncating data fields to fit."""
@@ -121,7 +154,8 @@ class Encoder:
 
 
 def make_encoder(renderer: Renderer, verbalizer: Verbalizer, info: ModelInfo,
-                 selector: DemoSelector | None = None, max_new_tokens: int | None = None) -> Encoder:
+                 selector: DemoSelector | None = None, max_new_tokens: int | None = None,
+                 soft_tokens: int | None = None) -> Encoder:
     """The encoder for a template and a model; generation prompts keep room for what is generated."""
     tok = info.tokenizer
     segmenter = Segmenter(tok)
@@ -133,4 +167,8 @@ def make_encoder(renderer: Renderer, verbalizer: Verbalizer, info: ModelInfo,
             longest = max(verbalizer.words, key=len)
             reserve += len(segmenter.encode(spec.answer_trigger.replace("{{ mask }}", longest))) + 2
     start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    return Encoder(renderer, verbalizer, segmenter, info.kind, info.max_length, start, selector, reserve)
+    virtual = None
+    if soft_tokens is not None:  # a soft prompt: its tokens in the template's slots, or as a prefix
+        from .softprompt import vocab_size
+        virtual = Virtual(base=vocab_size(info.config), prefix=0 if renderer.soft_slots else soft_tokens)
+    return Encoder(renderer, verbalizer, segmenter, info.kind, info.max_length, start, selector, reserve, virtual)

@@ -56,6 +56,7 @@ def evaluate(prepared: Prepared, config: RunConfig, load: Callable[[], LoadedMod
     writer = PredictionWriter(path)
     computed = 0
     start = time.perf_counter()
+    scoring = None
     try:
         with torch.inference_mode():
             scoring = ScorePredictor(prepared, config, load, cache if not prepared.template.generative else None)
@@ -74,6 +75,8 @@ def evaluate(prepared: Prepared, config: RunConfig, load: Callable[[], LoadedMod
                         on_batch(len(finished), len(prepared.encoded))
     finally:
         writer.close()
+        if scoring is not None:
+            scoring.close()
     scorer = scoring._scorer
     return Evaluation(predictions=list(finished.values()), computed=computed, seconds=time.perf_counter() - start,
                       calls=scorer.calls if scorer else 0, sequences=scorer.sequences if scorer else 0,

@@ -48,7 +48,9 @@ class ScorePredictor:
         self.shared_prefix = 0
         self.options = {"scorer": prepared.info.kind, "multi_token": self.verbalizer.multi_token,
                         "normalize": "none" if self.normalize == "pmi" else self.normalize,
-                        "dtype": config.dtype, "max_length": prepared.info.max_length}
+                        "dtype": config.dtype, "max_length": prepared.info.max_length,
+                        "soft_prompt": prepared.soft.sha256() if prepared.soft is not None else None}
+        self._detach = None
         self.fingerprint = prepared.info.fingerprint() if cache is not None else ""
         self.premise = self.word_scores([premise_input(prepared)])[0] if self.normalize == "pmi" else None
         self.p_cf = None
@@ -61,6 +63,10 @@ class ScorePredictor:
         """Created (and the model loaded) at the first batch the cache can't answer."""
         if self._scorer is None:
             loaded = self.load()
+            if self.prepared.soft is not None:  # virtual token ids read the soft prompt while this run lasts
+                attachment = self.prepared.soft.attached(loaded.model)
+                attachment.__enter__()
+                self._detach = attachment
             self._scorer = make_scorer(loaded, ScoringOptions(
                 batch_size=self.config.batch_size, multi_token=self.options["multi_token"],
                 normalize=self.options["normalize"], prefix_cache=self.config.prefix_cache))
@@ -73,6 +79,11 @@ class ScorePredictor:
                     with torch.inference_mode():
                         self.shared_prefix = self._scorer.share_prefix(full)
         return self._scorer
+
+    def close(self) -> None:
+        if self._detach is not None:
+            self._detach.__exit__(None, None, None)
+            self._detach = None
 
     def word_scores(self, batch: Sequence[Encoded]) -> torch.Tensor:
         """(B, W) raw word scores, from the cache when every row is there (so numbers never depend on

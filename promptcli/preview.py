@@ -23,22 +23,36 @@ def render_rows(template: str, data: str, *, model: str | None = None, limit: in
     prepared = prepare(config)
     tok = prepared.info.tokenizer
     verb = prepared.verbalizer
+    base = prepared.encoder.virtual.base if prepared.encoder.virtual else None
+
+    def decode(ids) -> str:  # a soft prompt's tokens show as [soft]
+        if base is None:
+            return tok.decode(list(ids))
+        text, run = "", []
+        for i in list(ids) + [None]:
+            if i is not None and i < base:
+                run.append(i)
+                continue
+            text += tok.decode(run) if run else ""
+            run = []
+            text += "[soft]" if i is not None else ""
+        return text
+
     rows = []
     for example, enc in zip(prepared.dataset.examples, prepared.encoded):
         row: dict[str, Any] = {"index": example.index, "line": example.line, "gold": example.gold,
                                "scorer": prepared.info.kind, "truncated": enc.truncated, "demonstrations": enc.demos}
-        decode = tok.decode
         if prepared.renderer.generative:
-            row["prompt"] = decode(list(enc.context))
+            row["prompt"] = decode(enc.context)
         elif prepared.info.kind == "mlm":
             lengths = sorted({len(ids) for ids in enc.words.ids})
-            inputs = {n: decode(list(enc.context) + [tok.mask_token_id] * n + list(enc.suffix)) for n in lengths}
+            inputs = {n: decode(enc.context + (tok.mask_token_id,) * n + enc.suffix) for n in lengths}
             row["text"] = inputs[lengths[0]]
             row["inputs_by_word_length"] = inputs
             row["label_tokens"] = _by_label(verb, [tok.convert_ids_to_tokens(list(i)) for i in enc.words.ids])
         else:
-            row["context"] = decode(list(enc.context))
-            row["continuations"] = _by_label(verb, [decode(list(ids + enc.suffix)) for ids in enc.words.ids])
+            row["context"] = decode(enc.context)
+            row["continuations"] = _by_label(verb, [decode(ids + enc.suffix) for ids in enc.words.ids])
             row["continuation_tokens"] = _by_label(verb, [tok.convert_ids_to_tokens(list(ids + enc.suffix))
                                                           for ids in enc.words.ids])
         row["tokens"] = enc.length

@@ -20,7 +20,8 @@ def warn(message: str) -> None:
 class RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} ex/s" if speed else "– ex/s", style="progress.data.speed")
+        unit = task.fields.get("unit", "ex")
+        return Text(f"{speed:.1f} {unit}/s" if speed else f"– {unit}/s", style="progress.data.speed")
 
 
 class Bar:

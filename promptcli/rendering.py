@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -21,7 +21,16 @@ from .spec import DemonstrationsSpec, TemplateFile
 # The answer slot renders to a private-use character that no tokenizer sees: the text is
 # split there, and each side is tokenised on its own.
 MASK = "\ue000"
-RESERVED = frozenset({"mask", "label", "label_word", "demonstrations", "separator"})
+# `{{ soft(n) }}` renders n of these: the places of soft-prompt tokens (see softprompt.py)
+SOFT = "\ue002"
+RESERVED = frozenset({"mask", "label", "label_word", "demonstrations", "separator", "soft"})
+
+
+def soft(count: int) -> str:
+    """Jinja global: n soft-prompt token places."""
+    if not isinstance(count, int) or not 1 <= count <= 4096:
+        raise ValueError(f"soft() takes a number of tokens from 1 to 4096, got {count!r}")
+    return SOFT * count
 
 
 def make_environment() -> SandboxedEnvironment:
@@ -31,6 +40,7 @@ def make_environment() -> SandboxedEnvironment:
 
 
 ENV = make_environment()
+ENV.globals["soft"] = soft
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,9 @@ class Renderer:
         if spec.system:
             names |= meta.find_undeclared_variables(ENV.parse(spec.system))
         self.places_demonstrations = "demonstrations" in used["query"]
+        self.soft_slots = any(  # the template places soft-prompt tokens itself
+            isinstance(call.node, nodes.Name) and call.node.name == "soft"
+            for group in parts.values() for call in ENV.parse("".join(p.text for p in group)).find_all(nodes.Call))
         declared = spec.fields
         fields = sorted(names - RESERVED)
         if declared is not None:
@@ -137,10 +150,10 @@ class Renderer:
         custom = self.demonstrations.text
         if custom:
             try:
-                return ENV.from_string(custom).render(values).strip()
+                return ENV.from_string(custom).render(values).replace(SOFT, "").strip()
             except TemplateError as exc:
                 raise DataError(f"rendering a demonstration failed: {exc}", path=where or None) from None
-        return self._fill("demo", values, where).strip()
+        return self._fill("demo", values, where).replace(SOFT, "").strip()
 
     def _values(self, row: Mapping[str, Any], demos: Sequence[Demo], where: str) -> dict[str, Any]:
         separator = self.demonstrations.separator

@@ -27,6 +27,7 @@ from .store import RunStore
 from .outputs import (METRICS, PREDICTIONS, RUN, Prediction, finalize_predictions, prepare_new,
                       read_json, read_predictions, write_json)
 from .rendering import Renderer
+from .softprompt import SoftPrompt, check_compatible, load_soft_prompt
 from .spec import DemonstrationsSpec, TemplateFile, load_template
 from .verbalizer import Verbalizer
 from .versions import peak_memory_mb, versions
@@ -63,6 +64,8 @@ class RunConfig:
     top_k: int | None = None
     top_p: float | None = None
     max_new_tokens: int | None = None
+    soft_prompt: str | None = None  # a folder written by `promptcli tune`
+    force: bool = False  # use a soft prompt trained for another model or template version
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Prepared(Inputs):
     info: ModelInfo
     encoder: Encoder
     encoded: list[Encoded]
+    soft: SoftPrompt | None = None
 
 
 @dataclass
@@ -132,13 +136,20 @@ def load_inputs(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = No
     return Inputs(template, renderer, verbalizer, dataset, selector)
 
 
-def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) -> Prepared:
-    """Inputs plus the model's tokenizer: every example encoded (invalid ones skipped with --skip-invalid)."""
+def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None,
+            soft: SoftPrompt | None = None) -> Prepared:
+    """Inputs plus the model's tokenizer: every example encoded (invalid ones skipped with --skip-invalid).
+
+    `soft` (or `config.soft_prompt`) puts a soft prompt's virtual tokens into every input."""
     inputs = load_inputs(config, rows)
     info = load_info(model_name(inputs.template, config.model), scorer=config.scorer,
                      trust_remote_code=config.trust_remote_code, max_length=config.max_length)
     check_model_fits(inputs.template, info, config)
-    encoder = make_encoder(inputs.renderer, inputs.verbalizer, info, inputs.selector, config.max_new_tokens)
+    if soft is None and config.soft_prompt:
+        soft = load_soft_prompt(config.soft_prompt)
+        check_compatible(soft, inputs.template.sha256, info.config_sha256, config.force)
+    encoder = make_encoder(inputs.renderer, inputs.verbalizer, info, inputs.selector, config.max_new_tokens,
+                           soft.tokens if soft is not None else None)
     dataset = inputs.dataset
     encoded, kept = [], []
     for example in dataset.examples:
@@ -151,7 +162,12 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) 
                 raise
             dataset.skipped.append(Skipped(line=example.line, reason=exc.message))
     dataset.examples = kept
-    return Prepared(**vars(inputs), info=info, encoder=encoder, encoded=encoded)
+    if soft is not None and encoded:
+        placed = sum(1 for i in encoded[0].context if i >= encoder.virtual.base)
+        if placed != soft.tokens:
+            raise RunError(f"the soft prompt has {soft.tokens} tokens but the template places {placed}",
+                           path=str(inputs.template.path))
+    return Prepared(**vars(inputs), info=info, encoder=encoder, encoded=encoded, soft=soft)
 
 
 def check_model_fits(template: TemplateFile, info: ModelInfo, config: RunConfig | None = None) -> None:
@@ -284,6 +300,8 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
               "model": prepared.info.fingerprint()}
     if prepared.selector is not None:
         hashes["train"] = prepared.selector.sha256
+    if prepared.soft is not None:
+        hashes["soft_prompt"] = prepared.soft.sha256()
     if previous is not None:
         _check_unchanged(previous, hashes)
     else:

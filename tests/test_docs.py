@@ -23,7 +23,7 @@ def test_every_spec_field_is_documented(model):
     assert not missing, f"README does not document {model.__name__} fields {missing}"
 
 
-@pytest.mark.parametrize("name", ["run", "sweep"])
+@pytest.mark.parametrize("name", ["run", "sweep", "tune"])
 def test_every_option_is_documented(name):
     command = typer.main.get_command(app).commands[name]
     options = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
