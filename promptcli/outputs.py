@@ -100,8 +100,8 @@ class PredictionWriter:
 
 
 def finalize_predictions(path: Path, predictions: list[Prediction]) -> None:
-    """Rewrite the streamed file in row order (atomically)."""
+    """Rewrite the streamed file with `predictions` (given in row order), atomically."""
     tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(p.to_json() + "\n" for p in sorted(predictions, key=lambda p: p.index)),
+    tmp.write_text("".join(p.to_json() + "\n" for p in predictions),
                    encoding="utf-8")
     os.replace(tmp, path)

@@ -333,7 +333,7 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
         write_json(out_dir / RUN, record)
         _update_store(runs, run_id, record, {})
         raise
-    predictions = evaluation.predictions
+    predictions = sorted(evaluation.predictions, key=lambda p: p.index)  # row order, as in the file
     finalize_predictions(out_dir / PREDICTIONS, predictions)
     metrics = run_metrics(prepared, predictions)
     write_json(out_dir / METRICS, metrics)

@@ -72,6 +72,7 @@ def test_api_is_the_same_road(tiny, tmp_path):
     cli_result = cli("run", MANUAL, "--data", EXAMPLES, "--model", tiny["bert"], "--out", tmp_path / "cli",
                      "--format", "json", "--quiet")
     assert json.loads(cli_result.stdout)["accuracy"] == result.accuracy
+    assert [p.index for p in result.predictions] == list(range(len(result.predictions)))  # row order
     assert [p.pred for p in result.predictions] == [p["pred"] for p in read_lines(tmp_path / "cli/predictions.jsonl")]
 
 
