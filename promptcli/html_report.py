@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .leaderboard import speed_cell
 from .stats import Bin, ece_of_bins
 
 PROPORTIONS = {"accuracy", "macro_f1", "f1", "precision", "recall"}  # shown as percentages
@@ -99,7 +100,7 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]]) -> str:
         sig = {True: "yes", False: "no"}.get(row.get("significant"), "—")
         speed = row.get("examples_per_s")
         cells = [str(rank), esc(row.get("variant", "")), esc(metric), _fmt(row.get("value"), metric), ci,
-                 esc(row.get("n", "")), "—" if speed is None else f"{speed:.1f}", sig]
+                 esc(row.get("n", "")), "—" if speed is None else speed_cell(speed, row.get("cached", 0.0)), sig]
         body.append("<tr>" + "".join(f'<td class="{"" if i in (1, 2) else "num"}">{c}</td>'
                                      for i, c in enumerate(cells)) + "</tr>")
     return f'<table id="leaderboard-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'

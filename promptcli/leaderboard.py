@@ -31,6 +31,7 @@ class Scored:
     predictions: list[Prediction]
     examples_per_s: float
     agreement: dict | None = None
+    cached: float = 0.0  # share of examples read from the score cache (their speed is the cache's)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Row:
     macro_f1: float
     ece: float
     log_loss: float
+    cached: float = 0.0  # share of examples read from the score cache
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,7 +141,8 @@ def leaderboard(entries: Sequence[Scored], metric: str = "accuracy", resamples: 
         members = groups[name]
         rows.append(Row(rank=rank, variant=name, metric=metric, value=mean, std=std, low=low, high=high,
                         seeds=len(members), n=n,
-                        examples_per_s=sum(e.examples_per_s for e in members) / len(members), p_value=p_value,
+                        examples_per_s=sum(e.examples_per_s for e in members) / len(members),
+                        cached=sum(e.cached for e in members) / len(members), p_value=p_value,
                         test=test, significant=None if p_value is None else p_value < ALPHA,
                         **{m: float(value(name, m, full)[0]) for m in HIGHER_IS_BETTER}))
     return rows
@@ -160,3 +163,10 @@ def _compare(best: list[Columns], other: list[Columns], best_samples: torch.Tens
 def _subset(predictions: Sequence[Prediction], keep: Sequence[int]) -> list[Prediction]:
     by_index = {p.index: p for p in predictions}
     return [by_index[i] for i in keep]
+
+
+def speed_cell(examples_per_s: float, cached: float = 0.0) -> str:
+    """ex/s, flagged when the score cache served the examples (then it is not the model's speed)."""
+    if cached >= 0.995:
+        return f"{examples_per_s:.1f} (cached)"
+    return f"{examples_per_s:.1f}" + (f" ({100 * cached:.0f}% cached)" if cached >= 0.005 else "")

@@ -6,6 +6,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.table import Table
 
+from .leaderboard import speed_cell
 from .runner import RunResult
 
 
@@ -122,7 +123,7 @@ def leaderboard_table(rows: list, metric: str) -> Table:
             versus = "best"
         else:
             versus = f"{'[red]≠[/] ' if r.significant else '≈ '}p={r.p_value:.3g}"
-        table.add_row(str(r.rank), r.variant, value, f"{fmt(r.low)}–{fmt(r.high)}", f"{r.examples_per_s:.1f}", versus)
+        table.add_row(str(r.rank), r.variant, value, f"{fmt(r.low)}–{fmt(r.high)}", speed_cell(r.examples_per_s, r.cached), versus)
     return table
 
 

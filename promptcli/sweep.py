@@ -212,7 +212,8 @@ def _run_variant(variant: Variant, name: str, folder: Path, spec: SweepSpec, poo
         record, predictions, metrics = result.record, result.predictions, result.metrics
     return Scored(name=name, group=group_name(name), labels=record["labels"],
                   predictions=sorted(predictions, key=lambda p: p.index),
-                  examples_per_s=record["timing"]["examples_per_s"], agreement=metrics.get("agreement"))
+                  examples_per_s=record["timing"]["examples_per_s"], agreement=metrics.get("agreement"),
+                  cached=min(1.0, (record.get("cache") or {}).get("hits", 0) / max(len(predictions), 1)))
 
 
 def _ensembles(results: dict[Variant, Scored], names: dict[Variant, str], spec: SweepSpec, out: Path) -> list[Scored]:

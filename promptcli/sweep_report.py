@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .html_report import write_html_report
-from .leaderboard import ALPHA, Row, Scored
+from .leaderboard import ALPHA, Row, Scored, speed_cell
 from .metrics import classification_metrics
 from .outputs import write_json
 from .stats import reliability_bins
@@ -15,7 +15,7 @@ from .stats import reliability_bins
 if TYPE_CHECKING:
     from .sweep import SweepSpec
 
-FIELDS = ("rank", "variant", "metric", "value", "std", "low", "high", "seeds", "n", "examples_per_s", "p_value",
+FIELDS = ("rank", "variant", "metric", "value", "std", "low", "high", "seeds", "n", "examples_per_s", "cached", "p_value",
           "test", "significant", "accuracy", "macro_f1", "ece", "log_loss")
 
 
@@ -86,7 +86,7 @@ def markdown(spec: SweepSpec, rows: Sequence[Row], state: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.rank} | {r.variant} | {_cell(r.value, metric)} | {_cell(r.std if r.seeds > 1 else None, metric)} | "
-                     f"{_cell(r.low, metric)} – {_cell(r.high, metric)} | {r.examples_per_s:.1f} | "
+                     f"{_cell(r.low, metric)} – {_cell(r.high, metric)} | {speed_cell(r.examples_per_s, r.cached)} | "
                      f"{'—' if r.p_value is None else f'{r.p_value:.3g} ({r.test})'} | {_cell(r.significant, metric)} |")
     lines += [""] + [f"- {n}" for n in notes(rows, state)] + [""]
     return "\n".join(lines)

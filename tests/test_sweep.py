@@ -171,3 +171,13 @@ def test_run_with_several_templates_and_ensemble(tiny, tmp_path):
     assert sorted(names) == ["ensemble", "manual", "manual-words"]
     refused = CliRunner().invoke(app, ["run", TEMPLATES[0], TEMPLATES[1], "--data", DATA, "--model", tiny["bert"]])
     assert refused.exit_code == 2 and "--ensemble" in refused.output
+
+
+def test_a_repeated_sweep_reads_the_score_cache_and_says_so(tiny, tmp_path):
+    spec, _ = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:2], models=[tiny["bert"]],
+                                    calibrate=["none"], ensemble=False))
+    first = run_sweep(spec, tmp_path / "first", progress=False)["leaderboard"]
+    again = run_sweep(spec, tmp_path / "again", progress=False)["leaderboard"]
+    assert [r["cached"] for r in first] == [0.0, 0.0] and [r["cached"] for r in again] == [1.0, 1.0]
+    assert [r["value"] for r in again] == [r["value"] for r in first]
+    assert (tmp_path / "again/report.md").read_text().count("(cached)") == 2
