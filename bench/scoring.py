@@ -1,0 +1,150 @@
+"""Speed, memory and agreement: promptcli vs the raw forward pass vs lm-evaluation-harness.
+
+    python bench/scoring.py --mlm-model ./models/roberta-base --causal-model ./models/gpt2 \\
+        --data-dir ../shared/data [--scenario a,b,c] [--rows 300] [--quick] [--json out.json]
+
+Each scenario runs the same template on the same rows with the same model; each method runs
+in its own process, one after another (so each peak RSS is its own): the raw forward pass on
+promptcli's own token ids and batches (the floor), `promptcli.run` as a user calls it, and,
+for causal scenarios, `lm_eval.simple_evaluate` on a task generated from the same template
+and JSONL. Times are medians of `--repeats` runs after one warm-up run; promptcli's and
+lm-eval's exclude loading the weights (the raw floor times only the model calls).
+`--quick` is a quick check (32 rows); use a 2-layer model for it
+(`materialize.py gpt2 DIR --layers 2`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "bench"
+
+from rich.console import Console  # noqa: E402
+
+from bench.report import agreement, print_report, target_checks  # noqa: E402
+from bench.scenarios import METHOD_NAMES, SCENARIOS  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",
+       "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--scenario", default="a,b,c", help="comma-separated keys (a–f) or 'all' (default a,b,c)")
+    p.add_argument("--mlm-model", help="masked-LM folder for scenario a")
+    p.add_argument("--causal-model", help="causal-LM folder for scenarios b, c")
+    p.add_argument("--model", help="one model for every chosen scenario (overrides the two above)")
+    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"), help="folder with sst2/ and sst5/")
+    p.add_argument("--data", help="one data file for every chosen scenario (overrides --data-dir)")
+    p.add_argument("--rows", type=int, help="first N rows of the data (default: all; --quick: 32)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per method after the warm-up (default 3)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sample", type=int, default=64, help="rows for the token-id and log-prob comparison")
+    p.add_argument("--methods", default="raw,promptcli,lmeval",
+                   help="of raw, raw-naive (full logits), promptcli, lmeval; each scenario runs those it supports")
+    p.add_argument("--threads", type=int, help="torch threads in every method's process (default: torch's own)")
+    p.add_argument("--quick", action="store_true", help="32 rows: a quick check with a 2-layer model")
+    p.add_argument("--json", help="also write every figure to this file")
+    p.add_argument("--child", nargs=2, metavar=("JOB", "RESULT"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick and args.rows is None:
+        args.rows = 32
+    return args
+
+
+def machine_facts() -> dict[str, str]:
+    cpu = platform.processor() or "?"
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    facts = {"CPU": cpu, "cores": f"{usable} usable / {os.cpu_count()}", "python": platform.python_version()}
+    for package in ("torch", "transformers", "tokenizers", "lm_eval", "promptcli"):
+        try:
+            facts[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            facts[package] = "not installed"
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    facts["commit"] = commit.stdout.strip() or "?"
+    if hasattr(os, "getloadavg"):  # another job on the machine shows here (and in the spread of the repeats)
+        facts["load avg at start"] = f"{os.getloadavg()[0]:.2f}"
+    return facts
+
+
+def run_method(job: dict, workdir: Path) -> dict:
+    path = workdir / f"{job['scenario']}-{job['method']}"
+    path.with_suffix(".job.json").write_text(json.dumps(job))
+    done = subprocess.run([sys.executable, "-m", "bench.scoring", "--child", str(path.with_suffix(".job.json")),
+                           str(path.with_suffix(".result.json"))], cwd=REPO, env={**os.environ, **ENV},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{METHOD_NAMES[job['method']]} failed on scenario ({job['scenario']}):\n{done.stderr[-4000:]}")
+    return json.loads(path.with_suffix(".result.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.child:
+        from bench.measure import child
+        child(*args.child)
+        return 0
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    keys = list(SCENARIOS) if args.scenario == "all" else [k.strip() for k in args.scenario.split(",")]
+    unknown = [k for k in keys if k not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario {', '.join(unknown)} (one of {', '.join(SCENARIOS)}, or all)")
+    wanted = [m.strip() for m in args.methods.split(",")]
+    facts = machine_facts()
+    results: dict[str, dict[str, dict]] = {}
+    agreements: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="promptcli-bench-") as tmp:
+        workdir = Path(tmp)
+        os.environ.setdefault("HF_DATASETS_CACHE", str(workdir / "hf-datasets"))
+        for key in keys:
+            scenario = SCENARIOS[key]
+            results[key] = {}
+            if scenario.missing:
+                continue
+            model = args.model or (args.mlm_model if scenario.kind == "mlm" else args.causal_model)
+            if not model:
+                raise SystemExit(f"scenario ({key}) needs --{scenario.kind}-model (or --model); write one with "
+                                 f"`python ../shared/models/materialize.py gpt2 DIR` (or FacebookAI--roberta-base)")
+            data = args.data or str(Path(args.data_dir) / scenario.data)
+            methods = list(scenario.methods) + (["raw-naive"] if "raw-naive" in wanted else [])
+            for method in [m for m in methods if m in wanted]:
+                console.print(f"[dim]({key}) {METHOD_NAMES[method]} …[/]")
+                job = {"scenario": key, "method": method, "kind": scenario.kind, "template": str(scenario.template),
+                       "data": data, "model": model, "rows": args.rows, "repeats": args.repeats,
+                       "batch_size": args.batch_size, "sample": args.sample, "workdir": str(workdir),
+                       "threads": args.threads}
+                results[key][method] = run_method(job, workdir)
+                facts["torch threads"] = str(results[key][method]["torch_threads"])
+            if "promptcli" in results[key] and "lmeval" in results[key]:
+                agreements[key] = agreement(results[key]["promptcli"], results[key]["lmeval"])
+    if hasattr(os, "getloadavg"):
+        facts["load avg at end"] = f"{os.getloadavg()[0]:.2f}"
+    checks = target_checks(results, agreements)
+    print_report(console, facts, results, agreements, checks)
+    if args.json:
+        slim = {k: {m: {f: v for f, v in r.items() if f not in ("predictions", "docs", "sample")}
+                    for m, r in methods.items()} for k, methods in results.items()}
+        Path(args.json).write_text(json.dumps({"command": sys.argv, "machine": facts, "results": slim,
+                                               "agreement": agreements, "targets": checks}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
