@@ -84,11 +84,11 @@ def target_checks(results: dict[str, dict[str, dict]], agreements: dict[str, dic
             if other in methods:
                 ratio = throughput(mine) / throughput(methods[other])
                 checks.append({"scenario": key, "target": f"promptcli ≥ {minimum}× {METHOD_NAMES[other]}",
-                               "value": f"{ratio:.2f}×", "met": ratio >= minimum})
+                               "value": f"{ratio:.3f}×", "met": ratio >= minimum})
         if "raw" in methods:
             ratio = mine["peak_rss_mb"] / methods["raw"]["peak_rss_mb"]
             checks.append({"scenario": key, "target": f"peak RSS ≤ {MEMORY_LIMIT}× raw forward",
-                           "value": f"{ratio:.2f}×", "met": ratio <= MEMORY_LIMIT})
+                           "value": f"{ratio:.3f}×", "met": ratio <= MEMORY_LIMIT})
         if key in agreements:
             agree = agreements[key]
             checks.append({"scenario": key, "target": "100% agreement with lm-eval",
