@@ -129,8 +129,8 @@ def causal_floor(model: Any, tokenizer: Any, batches: list[list[Any]], batch_siz
     return Floor(step, positions, sequences)
 
 
-def measure_floor(job: dict, clock: Callable[[Callable[[], float]], list[float]]) -> dict:
-    """Load the bare model, build promptcli's batches, time `step()` `repeats` times after a warm-up."""
+def measure_floor(job: dict) -> tuple[Callable[[], float], Callable[[], dict]]:
+    """Load the bare model and build promptcli's batches; `once()` times one `step()`."""
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     from promptcli.evaluate import plan_batches
@@ -152,6 +152,7 @@ def measure_floor(job: dict, clock: Callable[[Callable[[], float]], list[float]]
             floor.step()
         return time.perf_counter() - start
 
-    seconds = clock(once)
-    return {"seconds": seconds, "examples": len(prepared.encoded),
-            "work": {"positions": floor.positions, "sequences": floor.sequences}}
+    def finish() -> dict:
+        return {"examples": len(prepared.encoded), "work": {"positions": floor.positions, "sequences": floor.sequences}}
+
+    return once, finish

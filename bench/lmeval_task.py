@@ -81,7 +81,7 @@ def write_task(folder: Path, template: str, data: str, name: str) -> Path:
     return path
 
 
-def measure_lmeval(job: dict, clock: Callable[[Callable[[], float]], list[float]]) -> dict:
+def measure_lmeval(job: dict) -> tuple[Callable[[], float], Callable[[], dict]]:
     """`lm_eval.simple_evaluate` on the generated task through its HF backend (HFLM), timed."""
     import logging
 
@@ -115,7 +115,11 @@ def measure_lmeval(job: dict, clock: Callable[[Callable[[], float]], list[float]
         results["lm"] = lm
         return time.perf_counter() - start - weights[-1]
 
-    seconds = clock(once)
+    return once, lambda: _collect(job, folder, name, results)
+
+
+def _collect(job: dict, folder: Path, name: str, results: dict) -> dict:
+    """Per-document predictions (acc, acc_norm) and lm-eval's own token ids on the sample."""
     out = results["last"]
     labels = yaml.safe_load((folder / f"{name}.yaml").read_text())["metadata"]["labels"]
     docs = {}
@@ -129,5 +133,5 @@ def measure_lmeval(job: dict, clock: Callable[[Callable[[], float]], list[float]
                                for ctx, cont in sample["arguments"]]
         docs[sample["doc_id"]] = entry
     metrics = out["results"][name]
-    return {"seconds": seconds, "examples": len(docs), "docs": docs,
+    return {"examples": len(docs), "docs": docs,
             "accuracy": metrics.get("acc,none"), "accuracy_norm": metrics.get("acc_norm,none")}

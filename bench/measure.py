@@ -1,9 +1,11 @@
-"""One method of one scenario, measured in its own process (so peak RSS is its own).
+"""One method of one scenario, in its own process (so its peak RSS is its own).
 
-The parent writes a job (JSON), runs `scoring.py --child JOB RESULT`, and reads the result
-back: the timed seconds of each repeat (after one warm-up run that is not kept), the peak
-RSS at the end of the timed runs, and what the agreement checks need (predictions, token
-ids and log-scores on a sample). Those extras are computed after the RSS is read.
+The parent starts one process per method, each of which loads what it needs, does one
+warm-up run (not kept), says `ready` and waits. The parent then asks the processes for one
+timed run each, in turn, round after round (the order rotating), so a slow spell of a
+shared machine hits every method alike and no two runs ever overlap. After the last round
+each process reads its peak RSS, computes what the agreement checks need (predictions,
+token ids and log-scores on a sample) and writes its result file.
 """
 from __future__ import annotations
 
@@ -18,21 +20,8 @@ from typing import Callable
 
 import torch
 
-
-class Clock:
-    """`clock(once)` runs `once` warm-up + repeats times; keeps the repeats and the peak RSS after them."""
-
-    def __init__(self, repeats: int, warmup: int = 1):
-        self.repeats = repeats
-        self.warmup = warmup
-        self.peak_rss_mb = 0.0
-
-    def __call__(self, once: Callable[[], float]) -> list[float]:
-        for _ in range(self.warmup):
-            once()
-        seconds = [once() for _ in range(self.repeats)]
-        self.peak_rss_mb = peak_rss_mb()
-        return seconds
+REPLY = "@@bench "  # marks the protocol's lines on stdout (libraries may print there too)
+Setup = Callable[[dict], tuple[Callable[[], float], Callable[[], dict]]]
 
 
 def peak_rss_mb() -> float:
@@ -40,7 +29,7 @@ def peak_rss_mb() -> float:
     return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
-def measure_promptcli(job: dict, clock: Clock) -> dict:
+def measure_promptcli(job: dict) -> tuple[Callable[[], float], Callable[[], dict]]:
     """`promptcli.run` as a user calls it; its time is the whole call minus loading the weights."""
     import promptcli
 
@@ -60,12 +49,15 @@ def measure_promptcli(job: dict, clock: Clock) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         return wall - result.record["timing"]["load_model_s"]
 
-    seconds = clock(once)
-    result = last["result"]
-    return {"seconds": seconds, "scoring_seconds": scoring[clock.warmup:], "examples": len(result.predictions),
-            "work": result.record["work"], "accuracy": result.accuracy,
-            "predictions": {p.index: {"pred": p.pred, "probs": list(p.probs.values())} for p in result.predictions},
-            **(sample_scores(job) if job["sample"] and job["kind"] == "causal" else {})}
+    def finish() -> dict:
+        result = last["result"]
+        return {"scoring_seconds": scoring[1:], "examples": len(result.predictions),  # [0] was the warm-up
+                "work": result.record["work"], "accuracy": result.accuracy,
+                "predictions": {p.index: {"pred": p.pred, "probs": list(p.probs.values())}
+                                for p in result.predictions},
+                **(sample_scores(job) if job["sample"] and job["kind"] == "causal" else {})}
+
+    return once, finish
 
 
 def sample_scores(job: dict) -> dict:
@@ -99,15 +91,27 @@ def sample_scores(job: dict) -> dict:
 
 
 def child(job_path: str, result_path: str) -> None:
-    job = json.loads(Path(job_path).read_text())
     from .floor import measure_floor
     from .lmeval_task import measure_lmeval
 
-    methods = {"raw": measure_floor, "raw-naive": measure_floor, "promptcli": measure_promptcli,
-               "lmeval": measure_lmeval}
+    job = json.loads(Path(job_path).read_text())
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
-    clock = Clock(job["repeats"])
-    result = methods[job["method"]](job, clock)
-    result.update(peak_rss_mb=clock.peak_rss_mb, torch_threads=torch.get_num_threads())
+    methods: dict[str, Setup] = {"raw": measure_floor, "raw-naive": measure_floor, "promptcli": measure_promptcli,
+                                 "lmeval": measure_lmeval}
+    once, finish = methods[job["method"]](job)
+    once()  # warm-up
+    say("ready")
+    seconds = []
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        seconds.append(once())
+        say(seconds[-1])
+    rss = peak_rss_mb()
+    result = {**finish(), "seconds": seconds, "peak_rss_mb": rss, "torch_threads": torch.get_num_threads()}
     Path(result_path).write_text(json.dumps(result))
+
+
+def say(message) -> None:
+    print(REPLY + json.dumps(message), flush=True)

@@ -3,12 +3,13 @@
     python bench/scoring.py --mlm-model ./models/roberta-base --causal-model ./models/gpt2 \\
         --data-dir ../shared/data [--scenario a,b,c] [--rows 300] [--quick] [--json out.json]
 
-Each scenario runs the same template on the same rows with the same model; each method runs
-in its own process, one after another (so each peak RSS is its own): the raw forward pass on
-promptcli's own token ids and batches (the floor), `promptcli.run` as a user calls it, and,
-for causal scenarios, `lm_eval.simple_evaluate` on a task generated from the same template
-and JSONL. Times are medians of `--repeats` runs after one warm-up run; promptcli's and
-lm-eval's exclude loading the weights (the raw floor times only the model calls).
+Each scenario runs the same template on the same rows with the same model. Each method has
+its own process (so each peak RSS is its own): the raw forward pass on promptcli's own token
+ids and batches (the floor), `promptcli.run` as a user calls it, and, for causal scenarios,
+`lm_eval.simple_evaluate` on a task generated from the same template and JSONL. After one
+warm-up run each, the methods take turns, one timed run at a time, for `--repeats` rounds
+(never two at once); times are the medians. promptcli's and lm-eval's times are the whole
+call minus loading the weights; the raw floor's are the model calls alone.
 `--quick` is a quick check (32 rows); use a 2-layer model for it
 (`materialize.py gpt2 DIR --layers 2`).
 """
@@ -31,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable as a p
 from rich.console import Console  # noqa: E402
 
 from bench.report import agreement, print_report, target_checks  # noqa: E402
+from bench.measure import REPLY  # noqa: E402
 from bench.scenarios import METHOD_NAMES, SCENARIOS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +50,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"), help="folder with sst2/ and sst5/")
     p.add_argument("--data", help="one data file for every chosen scenario (overrides --data-dir)")
     p.add_argument("--rows", type=int, help="first N rows of the data (default: all; --quick: 32)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per method after the warm-up (default 3)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds of timed runs (one per method per round, after a warm-up run; default 3)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--sample", type=int, default=64, help="rows for the token-id and log-prob comparison")
     p.add_argument("--methods", default="raw,promptcli,lmeval",
@@ -84,15 +87,57 @@ def machine_facts() -> dict[str, str]:
     return facts
 
 
-def run_method(job: dict, workdir: Path) -> dict:
-    path = workdir / f"{job['scenario']}-{job['method']}"
-    path.with_suffix(".job.json").write_text(json.dumps(job))
-    done = subprocess.run([sys.executable, "-m", "bench.scoring", "--child", str(path.with_suffix(".job.json")),
-                           str(path.with_suffix(".result.json"))], cwd=REPO, env={**os.environ, **ENV},
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{METHOD_NAMES[job['method']]} failed on scenario ({job['scenario']}):\n{done.stderr[-4000:]}")
-    return json.loads(path.with_suffix(".result.json").read_text())
+class Method:
+    """One method's process: started, warmed up, then asked for timed runs one at a time."""
+
+    def __init__(self, job: dict, workdir: Path):
+        self.job = job
+        self.path = workdir / f"{job['scenario']}-{job['method']}"
+        self.path.with_suffix(".job.json").write_text(json.dumps(job))
+        self.log = self.path.with_suffix(".log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.scoring", "--child", str(self.path.with_suffix(".job.json")),
+             str(self.path.with_suffix(".result.json"))], cwd=REPO, env={**os.environ, **ENV},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.expect()  # loaded and warmed up
+
+    def expect(self):
+        for line in self.proc.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY):])
+        self.fail()
+
+    def fail(self):
+        self.proc.wait()
+        self.log.close()
+        tail = self.path.with_suffix(".log").read_text()[-4000:]
+        raise SystemExit(f"{METHOD_NAMES[self.job['method']]} failed on scenario ({self.job['scenario']}):\n{tail}")
+
+    def run(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return self.expect()
+
+    def finish(self) -> dict:
+        self.proc.stdin.write("done\n")
+        self.proc.stdin.close()
+        if self.proc.wait() != 0:
+            self.fail()
+        self.log.close()
+        return json.loads(self.path.with_suffix(".result.json").read_text())
+
+
+def measure_scenario(jobs: list[dict], workdir: Path, rounds: int, console: Console) -> dict[str, dict]:
+    """Start every method (one at a time), then `rounds` rounds of one timed run each, rotating the order."""
+    methods = []
+    for job in jobs:
+        console.print(f"[dim]({job['scenario']}) {METHOD_NAMES[job['method']]}: loading and warming up …[/]")
+        methods.append(Method(job, workdir))
+    for r in range(rounds):
+        console.print(f"[dim]({jobs[0]['scenario']}) round {r + 1}/{rounds} …[/]")
+        for method in methods[r % len(methods):] + methods[:r % len(methods)]:
+            method.run()
+    return {m.job["method"]: m.finish() for m in methods}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,14 +169,12 @@ def main(argv: list[str] | None = None) -> int:
                                  f"`python ../shared/models/materialize.py gpt2 DIR` (or FacebookAI--roberta-base)")
             data = args.data or str(Path(args.data_dir) / scenario.data)
             methods = list(scenario.methods) + (["raw-naive"] if "raw-naive" in wanted else [])
-            for method in [m for m in methods if m in wanted]:
-                console.print(f"[dim]({key}) {METHOD_NAMES[method]} …[/]")
-                job = {"scenario": key, "method": method, "kind": scenario.kind, "template": str(scenario.template),
-                       "data": data, "model": model, "rows": args.rows, "repeats": args.repeats,
-                       "batch_size": args.batch_size, "sample": args.sample, "workdir": str(workdir),
-                       "threads": args.threads}
-                results[key][method] = run_method(job, workdir)
-                facts["torch threads"] = str(results[key][method]["torch_threads"])
+            jobs = [{"scenario": key, "method": method, "kind": scenario.kind, "template": str(scenario.template),
+                     "data": data, "model": model, "rows": args.rows, "batch_size": args.batch_size,
+                     "sample": args.sample, "workdir": str(workdir), "threads": args.threads}
+                    for method in methods if method in wanted]
+            results[key] = measure_scenario(jobs, workdir, args.repeats, console)
+            facts["torch threads"] = str(next(iter(results[key].values()))["torch_threads"])
             if "promptcli" in results[key] and "lmeval" in results[key]:
                 agreements[key] = agreement(results[key]["promptcli"], results[key]["lmeval"])
     if hasattr(os, "getloadavg"):
