@@ -59,3 +59,9 @@ class RunError(PromptcliError):
     """An output folder or resume request is inconsistent."""
 
     exit_code = 5
+
+
+class StoreError(PromptcliError):
+    """The run store or score cache cannot be used (unknown run id, locked or unwritable database)."""
+
+    exit_code = 6

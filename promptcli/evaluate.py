@@ -1,8 +1,8 @@
-"""Encoded examples → label distributions → predictions, streamed to disk batch by batch.
+"""Encoded examples → predictions, streamed to disk batch by batch.
 
-Batches are formed from the examples sorted by length (longest first, so a memory
-problem shows at once), so padding stays small; the plan depends only on the data and
-the batch size, so a resumed run recomputes exactly the batches an uninterrupted run had.
+Batches are formed from the examples sorted by length (longest first, so a memory problem
+shows at once), so padding stays small; the plan depends only on the data and the batch
+size, so a resumed run recomputes exactly the batches an uninterrupted run had.
 """
 from __future__ import annotations
 
@@ -12,34 +12,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
+from rich.progress import Progress
 
 from .encode import Encoded
 from .models import LoadedModel
 from .outputs import Prediction, PredictionWriter
+from .predictors import GenerativePredictor, ScorePredictor
 from .progress import progress_bar
-from .scoring import Scorer, make_scorer
-from .scoring.base import ScoringOptions
-from .verbalizer import Verbalizer
 
 if TYPE_CHECKING:
     from .runner import Prepared, RunConfig
+    from .scorecache import ScoreCache
 
 
 @dataclass
 class Evaluation:
     predictions: list[Prediction]
-    computed: int  # examples scored in this call (not read back from an earlier run)
+    computed: int  # examples predicted in this call (not read back from an earlier run)
     seconds: float
     calls: int
     sequences: int
     positions: int
+    shared_prefix: int  # tokens of prompt prefix computed once for all examples
+    calibration: dict
 
     def work(self) -> dict[str, float]:
         """What the model did: batched calls, sequences (forward passes) and token positions."""
         per = max(self.computed, 1)
         return {"model_calls": self.calls, "forward_passes": self.sequences, "positions": self.positions,
                 "forward_passes_per_example": round(self.sequences / per, 4),
-                "positions_per_example": round(self.positions / per, 2)}
+                "positions_per_example": round(self.positions / per, 2), "shared_prefix_tokens": self.shared_prefix}
 
 
 def plan_batches(encoded: Sequence[Encoded], batch_size: int) -> list[list[Encoded]]:
@@ -47,47 +49,36 @@ def plan_batches(encoded: Sequence[Encoded], batch_size: int) -> list[list[Encod
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def label_log_probs(scorer: Scorer, verbalizer: Verbalizer, batch: Sequence[Encoded]) -> torch.Tensor:
-    """(B, L) log-probabilities over the verbalizer's labels only."""
-    return verbalizer.combine(scorer.word_scores(batch)).log_softmax(-1)
-
-
-def evaluate(prepared: Prepared, loaded: LoadedModel, config: RunConfig, path: Path, done: list[Prediction],
-             progress: bool, on_batch: Callable[[int, int], None] | None = None) -> Evaluation:
-    verbalizer = prepared.verbalizer
-    normalize = config.normalize or prepared.template.spec.scoring.normalize
-    scorer = make_scorer(loaded, ScoringOptions(batch_size=config.batch_size, multi_token=verbalizer.multi_token,
-                                                normalize=normalize))
-    gold = {e.index: e.gold for e in prepared.dataset.examples}
+def evaluate(prepared: Prepared, config: RunConfig, load: Callable[[], LoadedModel], path: Path,
+             done: list[Prediction], progress: bool | Progress, cache: ScoreCache | None = None,
+             on_batch: Callable[[int, int], None] | None = None) -> Evaluation:
     finished = {p.index: p for p in done}
-    labels = verbalizer.labels
     writer = PredictionWriter(path)
     computed = 0
     start = time.perf_counter()
+    scoring = None
     try:
-        with torch.inference_mode(), progress_bar(progress, prepared.template.name, len(prepared.encoded)) as bar:
-            bar.advance(len(finished))
-            for batch in plan_batches(prepared.encoded, config.batch_size):
-                todo = [e for e in batch if e.index not in finished]
-                if not todo:
-                    continue
-                probs = label_log_probs(scorer, verbalizer, batch).exp()
-                new = []
-                for enc, row in zip(batch, probs.tolist()):
-                    if enc.index in finished:
+        with torch.inference_mode():
+            scoring = ScorePredictor(prepared, config, load, cache if not prepared.template.generative else None)
+            predict = GenerativePredictor(prepared, config, scoring) if prepared.template.generative else scoring
+            with progress_bar(progress, prepared.template.name, len(prepared.encoded)) as bar:
+                bar.advance(len(finished))
+                for batch in plan_batches(prepared.encoded, config.batch_size):
+                    if all(e.index in finished for e in batch):
                         continue
-                    best = max(range(len(labels)), key=lambda k: row[k])
-                    new.append(Prediction(index=enc.index, gold=gold[enc.index], pred=labels[best],
-                                          probs={label: round(p, 6) for label, p in zip(labels, row)},
-                                          truncated=enc.truncated))
-                writer.write(new)
-                finished.update((p.index, p) for p in new)
-                computed += len(new)
-                bar.advance(len(new))
-                if on_batch is not None:
-                    on_batch(len(finished), len(prepared.encoded))
+                    new = [p for p in predict(batch) if p.index not in finished]
+                    writer.write(new)
+                    finished.update((p.index, p) for p in new)
+                    computed += len(new)
+                    bar.advance(len(new))
+                    if on_batch is not None:
+                        on_batch(len(finished), len(prepared.encoded))
     finally:
         writer.close()
-    return Evaluation(predictions=list(finished.values()), computed=computed,
-                      seconds=time.perf_counter() - start, calls=scorer.calls, sequences=scorer.sequences,
-                      positions=scorer.positions)
+        if scoring is not None:
+            scoring.close()
+    scorer = scoring._scorer
+    return Evaluation(predictions=list(finished.values()), computed=computed, seconds=time.perf_counter() - start,
+                      calls=scorer.calls if scorer else 0, sequences=scorer.sequences if scorer else 0,
+                      positions=scorer.positions if scorer else 0, shared_prefix=scoring.shared_prefix,
+                      calibration=scoring.record())

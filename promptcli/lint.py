@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .encode import Encoder
+from .encode import make_encoder
 from .errors import PromptcliError
 from .models import ModelInfo, load_info
-from .render import Renderer
-from .spec import load_template, load_verbalizer, spec_kind_of
+from .rendering import Renderer
+from .runner import check_model_fits
 from .tokens import Segmenter
+from .spec import load_template, load_verbalizer, spec_kind_of
 from .verbalizer import Verbalizer
 
 PROBE_VALUE = "an example input"
@@ -46,15 +47,16 @@ def check_file(path: Path, info: ModelInfo | None) -> Finding:
         template = load_template(path)
         renderer = Renderer(template)
         verb = Verbalizer(template.verbalizer)
-        prompt = renderer.render({f: PROBE_VALUE for f in renderer.fields}, str(path))
+        probe = {f: PROBE_VALUE for f in renderer.fields}
+        renderer.render(probe, where=str(path))
         message = f"{template.kind}; fields: {', '.join(renderer.fields) or 'none'}; labels: {verb.describe()}"
         if info is not None:
-            tok = info.tokenizer
-            encoder = Encoder(renderer, verb, Segmenter(tok), info.kind, info.max_length,
-                              tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id)
-            encoded = encoder.split(prompt)
-            lengths = sorted({len(i) for i in encoded.words.ids})
-            message += f"; {info.kind}: {len(encoded.context)} context tokens, label words of {lengths} tokens"
+            check_model_fits(template, info)
+            encoder = make_encoder(renderer, verb, info)
+            encoded = encoder.split(encoder.prompt(probe, [], str(path)), slot=not template.generative)
+            message += f"; {info.kind}: {len(encoded.context)} prompt tokens"
+            if encoded.words.ids:
+                message += f", label words of {sorted({len(i) for i in encoded.words.ids})} tokens"
         return Finding(str(path), kind, True, message)
     except PromptcliError as exc:
         return Finding(str(path), kind, False, str(exc))

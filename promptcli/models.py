@@ -37,6 +37,22 @@ class ModelInfo:
         data = {k: v for k, v in self.config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
+    def fingerprint(self) -> str:
+        """Identity of config *and* weights, cheap to compute: hashes of each weight file's size and ends."""
+        digest = hashlib.sha256(self.config_sha256.encode())
+        folder = Path(self.name)
+        if folder.is_dir():
+            for file in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+                size = file.stat().st_size
+                with file.open("rb") as handle:
+                    head = handle.read(1 << 20)
+                    handle.seek(max(0, size - (1 << 20)))
+                    tail = handle.read()
+                digest.update(f"{file.name}:{size}".encode() + head + tail)
+        else:
+            digest.update(str(getattr(self.config, "_commit_hash", None) or self.name).encode())
+        return digest.hexdigest()
+
 
 @dataclass
 class LoadedModel:
@@ -54,20 +70,7 @@ class LoadedModel:
         return self.info.tokenizer
 
     def fingerprint(self) -> str:
-        """Identity of config *and* weights, cheap to compute: hashes of each weight file's size and ends."""
-        digest = hashlib.sha256(self.info.config_sha256.encode())
-        folder = Path(self.info.name)
-        if folder.is_dir():
-            for file in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-                size = file.stat().st_size
-                with file.open("rb") as handle:
-                    head = handle.read(1 << 20)
-                    handle.seek(max(0, size - (1 << 20)))
-                    tail = handle.read()
-                digest.update(f"{file.name}:{size}".encode() + head + tail)
-        else:
-            digest.update(str(getattr(self.info.config, "_commit_hash", None) or self.info.name).encode())
-        return digest.hexdigest()
+        return self.info.fingerprint()
 
 
 def detect_kind(config: Any) -> ScorerKind:

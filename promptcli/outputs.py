@@ -23,12 +23,18 @@ RUN = "run.json"
 class Prediction:
     index: int
     gold: str | None
-    pred: str
+    pred: str | None  # None: the model's answer mapped to no label (an abstention)
     probs: dict[str, float]
     truncated: bool
+    # generation kinds only (left out of the file otherwise)
+    abstained: bool | None = None
+    reasoning: str | list[str] | None = None
+    answers: list[str | None] | None = None  # self-consistency: each path's label
+    agreement: float | None = None  # self-consistency: share of paths that agree with `pred`
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        data = {k: v for k, v in asdict(self).items() if v is not None or k in ("gold", "pred")}
+        return json.dumps(data, ensure_ascii=False)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -94,8 +100,8 @@ class PredictionWriter:
 
 
 def finalize_predictions(path: Path, predictions: list[Prediction]) -> None:
-    """Rewrite the streamed file in row order (atomically)."""
+    """Rewrite the streamed file with `predictions` (given in row order), atomically."""
     tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(p.to_json() + "\n" for p in sorted(predictions, key=lambda p: p.index)),
+    tmp.write_text("".join(p.to_json() + "\n" for p in predictions),
                    encoding="utf-8")
     os.replace(tmp, path)

@@ -12,10 +12,16 @@ from rich.text import Text
 STDERR = Console(stderr=True)
 
 
+def warn(message: str) -> None:
+    """A warning the user should see (a corrupted cache moved aside, a forced soft prompt, …)."""
+    STDERR.print(f"[yellow]warning:[/] {message}", soft_wrap=True, highlight=False)
+
+
 class RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} ex/s" if speed else "– ex/s", style="progress.data.speed")
+        unit = task.fields.get("unit", "ex")
+        return Text(f"{speed:.1f} {unit}/s" if speed else f"– {unit}/s", style="progress.data.speed")
 
 
 class Bar:
@@ -27,12 +33,26 @@ class Bar:
             self._progress.advance(self._task, n)
 
 
+COLUMNS = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+           TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+
+
+def new_progress() -> Progress:
+    return Progress(*COLUMNS, console=STDERR)
+
+
 @contextmanager
-def progress_bar(enabled: bool, description: str, total: int) -> Iterator[Bar]:
-    if not enabled:
+def progress_bar(enabled: bool | Progress, description: str, total: int) -> Iterator[Bar]:
+    """A bar of its own, a task on a shared display (a sweep's), or nothing."""
+    if enabled is False:
         yield Bar(None, None)
         return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=STDERR) as progress:
+    if isinstance(enabled, Progress):
+        task = enabled.add_task(description, total=total)
+        try:
+            yield Bar(enabled, task)
+        finally:
+            enabled.remove_task(task)
+        return
+    with new_progress() as progress:
         yield Bar(progress, progress.add_task(description, total=total))

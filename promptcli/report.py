@@ -22,14 +22,27 @@ def summary_table(result: RunResult) -> Table:
     if "accuracy" in metrics:
         table.add_row("accuracy", _pct(metrics["accuracy"]))
         table.add_row("macro-F1", _pct(metrics["macro_f1"]))
+    if "coverage" in metrics:
+        table.add_row("coverage (answered)", _pct(metrics["coverage"]))
+        table.add_row("accuracy over answered", _pct(metrics["accuracy_answered"]))
+        table.add_row("abstentions", str(metrics["abstentions"]))
+    if "agreement" in metrics:
+        table.add_row("mean agreement", _pct(metrics["agreement"]["mean"]))
     counts = record["counts"]
     table.add_row("examples", str(metrics["n"]))
+    demos = counts.get("demonstrations")
+    if demos:
+        table.add_row("demonstrations / example", f"{demos['per_example']} ({demos['select']}, seed {demos['seed']})")
+        table.add_row("examples that lost demonstrations", str(demos["lost_to_length"]))
+        table.add_row("demonstrations equal to the query, skipped", str(demos["query_skipped"]))
     if counts["skipped"]:
         table.add_row("skipped (invalid rows)", str(counts["skipped"]))
     table.add_row("truncated", str(counts["truncated"]))
     table.add_row("examples/s", f"{record['timing']['examples_per_s']:.1f}")
     work = record["work"]
     table.add_row("forward passes / example", f"{work['forward_passes_per_example']:.2f}")
+    if work.get("shared_prefix_tokens"):
+        table.add_row("shared prompt prefix (computed once)", f"{work['shared_prefix_tokens']} tokens")
     table.add_row("peak memory (MB)", f"{record['memory']['peak_rss_mb']:.0f}")
     table.add_row("scorer", record["scorer"])
     table.add_row("output", str(result.out_dir))
@@ -66,15 +79,63 @@ def predicted_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
+def agreement_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="self-consistency agreement (share of paths agreeing with the answer)", title_justify="left")
+    table.add_column("agreement", justify="right")
+    table.add_column("examples", justify="right")
+    table.add_column("")
+    histogram = metrics["agreement"]["histogram"]
+    top = max(histogram.values(), default=1)
+    for level, count in histogram.items():
+        table.add_row(level, str(count), "█" * max(1, round(30 * count / top)))
+    return table
+
+
 def print_run(result: RunResult, console: Console) -> None:
     parts = [summary_table(result)]
     if "per_class" in result.metrics:
         parts += [per_class_table(result.metrics), confusion_table(result.metrics)]
     else:
         parts.append(predicted_table(result.metrics))
+    if "agreement" in result.metrics:
+        parts.append(agreement_table(result.metrics))
     console.print(Group(*parts))
     skipped = result.record.get("skipped_rows") or []
     if skipped:
         shown = ", ".join(f"line {s['line']} ({s['reason']})" for s in skipped[:5])
         more = f" and {len(skipped) - 5} more (see run.json)" if len(skipped) > 5 else ""
         console.print(f"[yellow]skipped {len(skipped)} invalid rows: {shown}{more}")
+
+
+def leaderboard_table(rows: list, metric: str) -> Table:
+    percent = metric in ("accuracy", "macro_f1", "ece")
+
+    def fmt(v: float) -> str:
+        return f"{100 * v:.2f}" if percent else f"{v:.4f}"
+
+    table = Table(title=f"leaderboard · {metric}{' (%)' if percent else ''}", title_justify="left")
+    for name in ("#", "variant", metric, "95% CI", "ex/s", "vs best"):
+        table.add_column(name, justify="left" if name == "variant" else "right")
+    for r in rows:
+        value = fmt(r.value) + (f" ± {fmt(r.std)}" if r.seeds > 1 else "")
+        if r.p_value is None:
+            versus = "best"
+        else:
+            versus = f"{'[red]≠[/] ' if r.significant else '≈ '}p={r.p_value:.3g}"
+        table.add_row(str(r.rank), r.variant, value, f"{fmt(r.low)}–{fmt(r.high)}", f"{r.examples_per_s:.1f}", versus)
+    return table
+
+
+def runs_table(stored: list) -> Table:
+    table = Table(title="runs", title_justify="left")
+    for name in ("id", "kind", "name", "status", "created", "n", "accuracy", "output"):
+        table.add_column(name, justify="right" if name in ("id", "n", "accuracy") else "left",
+                         overflow="fold", min_width=10 if name == "name" else None)
+    for r in stored:
+        metrics = r.metrics or {}
+        accuracy = metrics.get("accuracy")
+        if accuracy is None and metrics.get("leaderboard"):
+            accuracy = metrics["leaderboard"][0].get("accuracy")
+        table.add_row(str(r.id), r.kind, r.name or "", r.status or "", (r.created or "")[:19], str(metrics.get("n", "")),
+                      _pct(accuracy) if accuracy is not None else "", r.out_dir or "")
+    return table

@@ -8,12 +8,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError,
-                      ValidationInfo, field_validator)
+                      ValidationInfo, field_validator, model_validator)
 
 from .errors import SpecError
 from .yamlfile import YamlDoc, load_yaml
@@ -93,12 +94,43 @@ def _verbalizer_tag(value: Any) -> str:
 # A tagged union keeps pydantic from reporting both branches' errors for one mistake.
 VerbalizerRef = Annotated[Union[Annotated[str, Tag("path")], Annotated[VerbalizerSpec, Tag("inline")]],
                           Discriminator(_verbalizer_tag)]
-_UNION_TAGS = {"path", "inline", *("manual", "co-star", "xml")}
+_UNION_TAGS = {"path", "inline"}
 
 
 class ScoringSpec(Strict):
-    normalize: Literal["none", "tokens", "chars"] = Field(
-        "none", description="causal: divide a continuation's log-likelihood by its tokens or characters")
+    normalize: Literal["none", "tokens", "chars", "pmi"] = Field(
+        "none", description="causal: divide a continuation's log-likelihood by its tokens or characters, or "
+                            "subtract its log-likelihood after the domain premise (pmi)")
+    premise: str | None = Field(None, description="pmi: the domain premise (default: the template's own words "
+                                                  "between the last data field and the slot)")
+    calibrate: Literal["none", "contextual"] = Field(
+        "none", description="contextual: divide by the label distribution of content-free inputs (Zhao et al., 2021)")
+    content_free: list[str] = Field(default_factory=lambda: ["N/A", "", "{mask_token}"],
+                                    description="content-free inputs; {mask_token} is the model's mask token")
+
+
+class DemonstrationsSpec(Strict):
+    """In-context examples drawn from a training file (`--train`)."""
+
+    count: int = Field(4, ge=0, description="how many demonstrations in all")
+    per_class: int | None = Field(None, ge=1, description="or: this many per label (overrides count)")
+    select: Literal["random", "balanced", "first", "similar"] = Field(
+        "balanced", description="random | balanced (round-robin over labels) | first | similar (TF-IDF nearest)")
+    seed: int = 13
+    text: str | None = Field(None, description="Jinja of one demonstration: the example's fields, `label`, "
+                                               "`label_word` (= `mask`); default: the template with the slot filled")
+    separator: str = "\n\n"
+
+
+class DecodingSpec(Strict):
+    """How reasoning is generated. Filters apply in the order top-k → top-p → temperature."""
+
+    strategy: Literal["greedy", "sample"] = "greedy"
+    temperature: float = Field(1.0, gt=0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_new_tokens: int = Field(128, ge=1)
+    stop: list[str] = Field(default_factory=list, description="stop generating at any of these strings")
 
 
 class TemplateBase(Strict):
@@ -109,6 +141,9 @@ class TemplateBase(Strict):
     verbalizer: VerbalizerRef = Field(description="a path relative to this file, or an inline verbalizer")
     model: str | None = Field(None, description="default model (hub id or local folder)")
     scoring: ScoringSpec = ScoringSpec()
+    demonstrations: DemonstrationsSpec | None = None
+    chat: bool = Field(False, description="render through the tokenizer's chat template (causal models)")
+    system: str | None = Field(None, description="chat: the system message (Jinja)")
 
 
 class ManualTemplate(TemplateBase):
@@ -116,6 +151,8 @@ class ManualTemplate(TemplateBase):
 
     kind: Literal["manual"]
     text: str
+    answer: str | None = Field(None, description="chat: the assistant turn holding the slot (default {{ mask }}); "
+                                                 "`text` is then the user turn")
 
 
 class CoStarSections(Strict):
@@ -149,7 +186,6 @@ class XmlTemplate(TemplateBase):
     @field_validator("sections", "input_tag")
     @classmethod
     def _xml_names(cls, value: Any) -> Any:
-        import re
         names = value if isinstance(value, dict) else [value]
         for name in names:
             if not re.fullmatch(r"[A-Za-z_][\w.-]*", name):
@@ -157,9 +193,52 @@ class XmlTemplate(TemplateBase):
         return value
 
 
-TemplateSpec = Annotated[Union[ManualTemplate, CoStarTemplate, XmlTemplate], Field(discriminator="kind")]
+class GenerativeTemplate(TemplateBase):
+    """The model writes reasoning after `text`; the answer comes from a pattern or a trigger."""
+
+    text: str
+    answer_pattern: str | None = Field(None, description="regex on the generated text; its last match (group 1 "
+                                                         "if any) is mapped to a label through the label words")
+    answer_trigger: str | None = Field(None, description="Jinja appended after the reasoning, with {{ mask }}: the "
+                                                         "label words are scored there (two-stage zero-shot CoT)")
+    decoding: DecodingSpec = DecodingSpec()
+
+    @field_validator("answer_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_answer_method(self) -> GenerativeTemplate:
+        if (self.answer_pattern is None) == (self.answer_trigger is None):
+            raise ValueError("give exactly one of answer_pattern or answer_trigger")
+        return self
+
+
+class CotTemplate(GenerativeTemplate):
+    """Chain of thought: one reasoning path per example."""
+
+    kind: Literal["cot"]
+
+
+class SelfConsistencyTemplate(GenerativeTemplate):
+    """Several sampled reasoning paths per example; the majority answer wins."""
+
+    kind: Literal["self-consistency"]
+    samples: int = Field(5, ge=1, description="reasoning paths per example")
+    decoding: DecodingSpec = DecodingSpec(strategy="sample", temperature=0.7, top_k=40)
+
+
+AnyTemplate = Union[ManualTemplate, CoStarTemplate, XmlTemplate, CotTemplate, SelfConsistencyTemplate]
+TemplateSpec = Annotated[AnyTemplate, Field(discriminator="kind")]
 _TEMPLATE_ADAPTER: TypeAdapter = TypeAdapter(TemplateSpec)
-_KIND_MODELS = {"manual": ManualTemplate, "co-star": CoStarTemplate, "xml": XmlTemplate}
+_KIND_MODELS = {"manual": ManualTemplate, "co-star": CoStarTemplate, "xml": XmlTemplate, "cot": CotTemplate,
+                "self-consistency": SelfConsistencyTemplate}
 
 
 @dataclass(frozen=True)
@@ -171,7 +250,7 @@ class VerbalizerFile:
 
 @dataclass(frozen=True)
 class TemplateFile:
-    spec: ManualTemplate | CoStarTemplate | XmlTemplate
+    spec: AnyTemplate
     path: Path
     sha256: str
     verbalizer: VerbalizerFile
@@ -185,13 +264,17 @@ class TemplateFile:
     def kind(self) -> str:
         return self.spec.kind
 
+    @property
+    def generative(self) -> bool:
+        return self.spec.kind in GENERATION_KINDS
+
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 def _known_fields() -> set[str]:
-    models = (VerbalizerSpec, ScoringSpec, CoStarSections, *_KIND_MODELS.values())
+    models = (VerbalizerSpec, ScoringSpec, CoStarSections, DemonstrationsSpec, DecodingSpec, *_KIND_MODELS.values())
     return {name for model in models for name in model.model_fields}
 
 
@@ -239,10 +322,6 @@ def load_template(path: str | Path, verbalizer: str | Path | None = None) -> Tem
     if kind is None:
         raise SpecError(f"required field is missing (one of: {', '.join(TEMPLATE_KINDS)})",
                         path=str(doc.path), line=1, field="kind")
-    if kind in GENERATION_KINDS and kind not in _KIND_MODELS:
-        line, column = doc.locate(("kind",))
-        raise SpecError(f"kind '{kind}' is not available in this version of promptcli",
-                        path=str(doc.path), line=line, column=column, field="kind")
     if kind not in _KIND_MODELS:
         line, column = doc.locate(("kind",))
         raise SpecError(f"unknown kind '{kind}' (one of: {', '.join(_KIND_MODELS)})",

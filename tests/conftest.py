@@ -18,6 +18,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("PROMPTCLI_HOME", str(tmp_path / "promptcli-home"))  # run store and score cache
 
 
 @pytest.fixture(scope="session")

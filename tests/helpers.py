@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from promptcli.evaluate import label_log_probs
+from promptcli.predictors import label_log_probs
 from promptcli.models import load_model
 from promptcli.runner import RunConfig, prepare
 from promptcli.scoring import make_scorer

@@ -8,24 +8,27 @@ import typer.main
 
 from conftest import REPO
 from promptcli.cli import app
-from promptcli.spec import (CoStarSections, CoStarTemplate, ManualTemplate, ScoringSpec, VerbalizerSpec,
-                            XmlTemplate)
+from promptcli.spec import (CoStarSections, CoStarTemplate, CotTemplate, DecodingSpec, DemonstrationsSpec,
+                            ManualTemplate, ScoringSpec, SelfConsistencyTemplate, VerbalizerSpec, XmlTemplate)
+from promptcli.sweep import SweepOptions, SweepSpec
 
 README = (REPO / "README.md").read_text()
 
 
 @pytest.mark.parametrize("model", [ManualTemplate, CoStarTemplate, XmlTemplate, CoStarSections, VerbalizerSpec,
-                                   ScoringSpec])
+                                   ScoringSpec, DemonstrationsSpec, DecodingSpec, CotTemplate, SelfConsistencyTemplate,
+                                   SweepSpec, SweepOptions])
 def test_every_spec_field_is_documented(model):
     missing = [name for name in model.model_fields if f"`{name}`" not in README and f"{name}:" not in README]
     assert not missing, f"README does not document {model.__name__} fields {missing}"
 
 
-def test_every_run_option_is_documented():
-    command = typer.main.get_command(app).commands["run"]
+@pytest.mark.parametrize("name", ["run", "sweep", "tune"])
+def test_every_option_is_documented(name):
+    command = typer.main.get_command(app).commands[name]
     options = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
     missing = [opt for opt in options if opt not in README]
-    assert not missing, f"README does not document run options {missing}"
+    assert not missing, f"README does not document {name} options {missing}"
 
 
 def test_quick_start_files_exist():

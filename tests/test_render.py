@@ -5,7 +5,7 @@ import pytest
 
 from conftest import write
 from promptcli.errors import DataError, SpecError
-from promptcli.render import Renderer
+from promptcli.rendering import Renderer
 from promptcli.spec import load_template
 
 VERB = "verbalizer:\n  labels: {negative: [bad], positive: [good]}\n"

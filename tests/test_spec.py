@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO, write
 from promptcli.errors import SpecError
-from promptcli.render import Renderer
+from promptcli.rendering import Renderer
 from promptcli.spec import load_template, load_verbalizer
 
 VERB = "labels:\n  negative: [bad]\n  positive: [good]\n"

@@ -12,7 +12,7 @@ from conftest import shared_path, write
 from promptcli.encode import Encoder
 from promptcli.errors import SpecError
 from promptcli.models import load_info
-from promptcli.render import Renderer
+from promptcli.rendering import Renderer
 from promptcli.spec import load_template
 from promptcli.tokens import Segmenter
 from promptcli.verbalizer import Verbalizer

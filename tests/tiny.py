@@ -36,12 +36,14 @@ def _merge_pairs(merges: list) -> list[tuple[str, str]]:
 
 
 def _wordpiece_vocab(vocab_size: int) -> dict[str, int]:
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False))
-    return tok.get_vocab()
+    """Specials, every character (alone and as a ## continuation) and the corpus's words, in a fixed
+    order (the WordPiece trainer breaks ties differently in every process). Unseen words split into
+    characters, so multi-token label words happen. `vocab_size` only caps the number of words."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted({w for line in CORPUS for w in line.lower().split()})
+    chars = sorted({c for w in words for c in w} | set("abcdefghijklmnopqrstuvwxyz.,:!?'"))
+    pieces = specials + chars + ["##" + c for c in chars if c.isalpha()] + [w for w in words if len(w) > 1]
+    return {piece: i for i, piece in enumerate(dict.fromkeys(pieces[:vocab_size + len(words)]))}
 
 
 def _metaspace_vocab(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -52,6 +54,11 @@ def _metaspace_vocab(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, s
         vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False))
     data = json.loads(sp.to_str())["model"]
     return data["vocab"], _merge_pairs(data["merges"])
+
+
+# Zephyr / TinyLlama-chat style turns
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
 
 def build_bert(out: Path, seed: int = 0) -> Path:
@@ -91,6 +98,7 @@ def build_llama(out: Path, seed: int = 0) -> Path:
 
     vocab, merges = _metaspace_vocab(200)
     tokenizer = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True)
+    tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)

@@ -25,6 +25,7 @@ class ScoringOptions:
     batch_size: int = 32
     multi_token: str = "mean"  # mlm: mean | sum | first
     normalize: str = "none"  # causal: none | tokens | chars
+    prefix_cache: bool = True  # causal: compute the prompt prefix shared by all examples once
 
 
 class Scorer(Protocol):

@@ -33,25 +33,60 @@ class CausalLMScorer:
         self.options = options
         self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.calls = self.sequences = self.positions = 0
+        self.prefix: tuple[int, ...] = ()
+        self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def share_prefix(self, contexts: Sequence[Sequence[int]], minimum: int = 4) -> int:
+        """Compute once the KV cache of the token prefix every context shares (instructions, fixed
+        demonstrations); later prefills start after it. Returns the shared length (0: none)."""
+        length = common_prefix_length(contexts)
+        length = min(length, min(len(c) for c in contexts) - 1)  # every row keeps a token of its own
+        if length < minimum or not self.options.prefix_cache:
+            self.prefix, self.prefix_kv = (), []
+            return 0
+        self.prefix = tuple(contexts[0][:length])
+        ids = torch.tensor([self.prefix], device=self.device)
+        self.calls += 1
+        self.sequences += 1
+        self.positions += length
+        out = self.model(input_ids=ids, position_ids=torch.arange(length, device=self.device)[None], use_cache=True)
+        if not splittable(out.past_key_values):
+            self.prefix = ()
+            return 0
+        self.prefix_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return length
 
     def continuations(self, enc: Encoded) -> list[tuple[int, ...]]:
         return [word + enc.suffix for word in enc.words.ids]
 
     def prefill(self, contexts: Sequence[Sequence[int]], use_cache: bool):
-        """Forward the contexts; returns (last-position log-probs (B, V), cache, mask, lengths)."""
-        ids, mask = pad_right(contexts, self.pad_id, self.device)
-        lengths = mask.sum(1)
-        positions = torch.arange(ids.shape[1], device=self.device).expand_as(ids)
-        last = (lengths - 1)[:, None]  # (B, 1)
+        """Forward the contexts (after the shared prefix, if they start with it).
+
+        Returns (last-position log-probs (B, V), cache, attention mask over the cache, lengths).
+        """
+        shared = len(self.prefix) if self.prefix and all(tuple(c[:len(self.prefix)]) == self.prefix
+                                                         for c in contexts) else 0
+        ids, own_mask = pad_right([c[shared:] for c in contexts], self.pad_id, self.device)
+        batch = ids.shape[0]
+        lengths = own_mask.sum(1) + shared
+        mask = torch.cat([torch.ones((batch, shared), dtype=own_mask.dtype, device=self.device), own_mask], dim=1)
+        positions = shared + torch.arange(ids.shape[1], device=self.device).expand_as(ids)
+        last = (lengths - shared - 1)[:, None]  # (B, 1): each row's last own token
         kwargs = {"logits_to_keep": last} if self.keeps_logits else {}
+        if shared:
+            from transformers import DynamicCache
+            kwargs["past_key_values"] = DynamicCache(
+                ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.prefix_kv],
+                config=self.config)
         self.calls += 1
-        self.sequences += ids.shape[0]
-        self.positions += int(lengths.sum())
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache, **kwargs)
+        self.sequences += batch
+        self.positions += int(own_mask.sum())
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache or shared > 0,
+                         **kwargs)
         if out.logits.shape[1] == 1:  # logits_to_keep kept just each row's last position
             logits = out.logits[:, 0]
         else:
-            logits = out.logits[torch.arange(len(contexts)), last[:, 0]]
+            logits = out.logits[torch.arange(batch), last[:, 0]]
         return logits.float().log_softmax(-1), (out.past_key_values if use_cache else None), mask, lengths
 
     def extend(self, cache, rows: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
@@ -119,3 +154,14 @@ def splittable(cache) -> bool:
     """A cache whose every layer holds (B, heads, T, dim) keys and values can be copied row by row."""
     layers = getattr(cache, "layers", None)
     return bool(layers) and all(isinstance(getattr(layer, "keys", None), torch.Tensor) for layer in layers)
+
+
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    first = rows[0]
+    length = min(len(r) for r in rows)
+    for row in rows[1:]:
+        n = 0
+        while n < length and row[n] == first[n]:
+            n += 1
+        length = n
+    return length

@@ -1,0 +1,75 @@
+"""Training state for `tune --resume`, written without pickle: tensors in safetensors, the rest in JSON.
+
+A checkpoint holds the soft prompt, the best one so far, the optimizer and scheduler state,
+the RNG state and where in the data the run was, so a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import RunError
+
+FOLDER = "checkpoint"
+
+
+def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, plain = {}, {"param_groups": state["param_groups"], "state": {}}
+    for param, values in state["state"].items():
+        plain["state"][str(param)] = {}
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{param}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                plain["state"][str(param)][name] = value
+    return tensors, plain
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {int(p): dict(v) for p, v in plain["state"].items()}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, param, name = key.split(".", 2)
+            state.setdefault(int(param), {})[name] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(out: Path, *, prompt: torch.Tensor, best: torch.Tensor, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, progress: dict) -> None:
+    """Atomic: the folder is written beside the old one and swapped in."""
+    folder = out / FOLDER
+    tmp = out / (FOLDER + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    tensors, plain = _split_optimizer(optimizer.state_dict())
+    tensors.update({"prompt": prompt.detach().cpu().contiguous(), "best": best.detach().cpu().contiguous(),
+                    "rng": torch.get_rng_state()})
+    save_file(tensors, str(tmp / "state.safetensors"))
+    schedule = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    (tmp / "state.json").write_text(json.dumps({"optimizer": plain, "scheduler": schedule, "progress": progress},
+                                               indent=1, default=float), encoding="utf-8")
+    if folder.exists():
+        old = out / (FOLDER + ".old")
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        for file in old.iterdir():
+            file.unlink()
+        old.rmdir()
+    else:
+        os.replace(tmp, folder)
+
+
+def load_checkpoint(out: Path) -> dict[str, Any]:
+    folder = out / FOLDER
+    if not (folder / "state.safetensors").is_file():
+        raise RunError("no checkpoint to resume from", path=str(folder),
+                       hint="run promptcli tune without --resume first (checkpoints are written at each evaluation)")
+    tensors = load_file(str(folder / "state.safetensors"))
+    plain = json.loads((folder / "state.json").read_text())
+    return {"prompt": tensors["prompt"], "best": tensors["best"], "rng": tensors["rng"],
+            "optimizer": _join_optimizer(tensors, plain["optimizer"]), "scheduler": plain["scheduler"],
+            "progress": plain["progress"]}

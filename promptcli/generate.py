@@ -1,0 +1,122 @@
+"""Batched generation of reasoning (chain-of-thought, self-consistency) on a KV cache.
+
+Each example's prompt is prefilled once; for N samples its cache is repeated N times, so the
+prompt is never recomputed per sample. Rows are padded on the right with explicit position
+ids (the same scheme as scoring), which also lets a prompt prefix shared by all examples be
+reused. Sampling filters apply in the order top-k → top-p → temperature. Every (example,
+sample) has its own seeded random generator, so outputs do not depend on batching or on a
+run being resumed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .encode import Encoded
+from .models import LoadedModel
+from .scoring.causal import CausalLMScorer
+from .spec import DecodingSpec
+
+
+@dataclass(frozen=True)
+class Decoding:
+    strategy: str = "greedy"
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    max_new_tokens: int = 128
+    stop: tuple[str, ...] = ()
+    samples: int = 1
+    seed: int = 0
+
+    @classmethod
+    def from_spec(cls, spec: DecodingSpec, samples: int, seed: int, **overrides) -> Decoding:
+        values = {**spec.model_dump(), "stop": tuple(spec.stop), "samples": samples, "seed": seed}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def sample_seed(seed: int, index: int, sample: int) -> int:
+    return ((seed * 1_000_003 + index) * 1_009 + sample) % (2**63 - 1)
+
+
+class Generator:
+    def __init__(self, loaded: LoadedModel, scorer: CausalLMScorer, decoding: Decoding):
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.scorer = scorer  # prefill (with the shared prefix) and the work counters
+        self.device = loaded.device
+        self.decoding = decoding
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        eos = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        self.eos = {e for e in eos if e is not None}
+
+    def generate(self, batch: Sequence[Encoded]) -> list[list[str]]:
+        """For each example, `samples` generated texts (cut at the first stop string)."""
+        d = self.decoding
+        n = d.samples
+        log_probs, cache, mask, lengths = self.scorer.prefill([e.context for e in batch], use_cache=True)
+        if n > 1:  # the samples share the prompt's cache: repeated, never recomputed
+            log_probs, mask, lengths = (t.repeat_interleave(n, 0) for t in (log_probs, mask, lengths))
+            cache.batch_repeat_interleave(n)
+        rows = len(batch) * n
+        generators = [torch.Generator().manual_seed(sample_seed(d.seed, e.index, s)) for e in batch for s in range(n)]
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        texts = [""] * rows
+        done = [False] * rows
+        for step in range(d.max_new_tokens):
+            chosen = self.choose(log_probs, generators, done)
+            for r, token in enumerate(chosen):
+                if done[r]:
+                    continue
+                if token in self.eos:
+                    done[r] = True
+                    continue
+                tokens[r].append(token)
+                texts[r] = self.tokenizer.decode(tokens[r], skip_special_tokens=True)
+                if any(s in texts[r] for s in d.stop):
+                    done[r] = True
+            if all(done) or step == d.max_new_tokens - 1:
+                break
+            active = torch.tensor([[0 if done[r] else 1] for r in range(rows)], device=self.device)
+            feed = torch.tensor([[tokens[r][-1] if not done[r] else self.scorer.pad_id] for r in range(rows)],
+                                device=self.device)
+            mask = torch.cat([mask, active], dim=1)
+            self.scorer.calls += 1
+            self.scorer.sequences += rows
+            self.scorer.positions += int(active.sum())
+            out = self.model(input_ids=feed, attention_mask=mask, position_ids=(lengths + step)[:, None],
+                             past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            log_probs = out.logits[:, -1].float().log_softmax(-1)
+        cut = [self._cut(t) for t in texts]
+        return [cut[i * n:(i + 1) * n] for i in range(len(batch))]
+
+    def _cut(self, text: str) -> str:
+        ends = [text.find(s) for s in self.decoding.stop if s in text]
+        return text[:min(ends)] if ends else text
+
+    def choose(self, log_probs: torch.Tensor, generators: list[torch.Generator], done: list[bool]) -> list[int]:
+        """Next token per row: arg-max, or a sample from `sampling_probs`."""
+        if self.decoding.strategy == "greedy":
+            return log_probs.argmax(-1).tolist()
+        probs = sampling_probs(log_probs, self.decoding).cpu()
+        return [0 if done[r] else int(torch.multinomial(probs[r], 1, generator=generators[r]))
+                for r in range(probs.shape[0])]
+
+
+def sampling_probs(log_probs: torch.Tensor, d: Decoding) -> torch.Tensor:
+    """(R, V) probabilities to sample from: keep the top-k tokens, then the smallest set of those
+    reaching top-p of their (renormalised) mass, then apply the temperature."""
+    scores = log_probs.clone()
+    if d.top_k is not None and d.top_k < scores.shape[-1]:
+        kth = scores.topk(d.top_k, dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if d.top_p is not None and d.top_p < 1.0:
+        ordered, order = scores.sort(dim=-1, descending=True)
+        probs = ordered.softmax(-1)
+        outside = (probs.cumsum(-1) - probs) >= d.top_p  # the mass before a token already reaches top_p
+        scores = scores.scatter(-1, order, ordered.masked_fill(outside, float("-inf")))
+    return (scores / d.temperature).softmax(-1)

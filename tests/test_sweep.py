@@ -1,0 +1,173 @@
+"""Sweeps: the cross product, skipped variants, files, resume, seeds, ensembles, the leaderboard."""
+from __future__ import annotations
+
+import csv
+import json
+from html.parser import HTMLParser
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import promptcli.sweep as sweep_module
+from conftest import REPO, write
+from promptcli.cli import app
+from promptcli.ensemble import ensemble
+from promptcli.leaderboard import Scored, leaderboard
+from promptcli.outputs import Prediction, read_predictions
+from promptcli.stats import mcnemar_exact
+from promptcli.sweep import load_sweep, run_sweep
+
+DATA = str(REPO / "examples/sst2.jsonl")
+TEMPLATES = [str(REPO / "templates/sst2" / t) for t in ("manual.yaml", "manual-words.yaml", "cot.yaml")]
+
+
+def sweep_file(tmp_path, tiny, **extra) -> str:
+    spec = {"name": "test", "data": DATA, "templates": TEMPLATES, "models": [tiny["bert"], tiny["gpt2"]],
+            "calibrate": ["none", "contextual"], "ensemble": True, "options": {"batch_size": 16}, **extra}
+    return str(write(tmp_path / "sweep.yaml", yaml.safe_dump(spec)))
+
+
+class Figures(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "figure":
+            self.ids.append(dict(attrs).get("id"))
+
+
+def test_sweep_runs_the_cross_product_and_writes_the_reports(tiny, tmp_path):
+    spec, _ = load_sweep(sweep_file(tmp_path, tiny))
+    state = run_sweep(spec, tmp_path / "out", progress=False)
+    variants = state["variants"].values()
+    assert len(variants) == 3 * 2 * 2
+    skipped = {v["name"]: v["reason"] for v in variants if v["status"] == "skipped"}
+    assert len(skipped) == 3  # cot on the masked LM (×2), cot with calibration
+    assert sum("needs a causal model" in r for r in skipped.values()) == 2
+    assert sum("not to kind 'cot'" in r for r in skipped.values()) == 1
+    rows = state["leaderboard"]
+    assert len(rows) == 9 + 4  # finished variants + one ensemble per model × calibration
+    assert sum(r["variant"].startswith("ensemble") for r in rows) == 4
+    values = [r["value"] for r in rows]
+    assert values == sorted(values, reverse=True) and rows[0]["p_value"] is None
+    assert all(r["low"] <= r["value"] <= r["high"] for r in rows)
+    out = tmp_path / "out"
+    with open(out / "leaderboard.csv") as handle:
+        assert [r["variant"] for r in csv.DictReader(handle)] == [r["variant"] for r in rows]
+    assert json.loads((out / "leaderboard.json").read_text()) == rows
+    assert "| 1 |" in (out / "report.md").read_text()
+    figures = Figures()
+    figures.feed((out / "report.html").read_text())
+    assert {"leaderboard-chart", "confusion-0", "confusion-1", "reliability-0", "reliability-1"} <= set(figures.ids)
+
+
+def test_models_load_once_per_sweep(tiny, tmp_path, monkeypatch):
+    loads = []
+    real = sweep_module.ModelPool.get
+
+    def counted(self, info, device, dtype):
+        if (info.name, device, dtype) not in [(n, d, t) for n, d, t in loads]:
+            loads.append((info.name, device, dtype))
+        return real(self, info, device, dtype)
+
+    monkeypatch.setattr(sweep_module.ModelPool, "get", counted)
+    calls = []
+    real_load = sweep_module.ModelPool.__init__
+    spec, _ = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:2], calibrate=["none"]))
+    run_sweep(spec, tmp_path / "out", progress=False, cache=False)
+    assert [name for name, _, _ in loads] == [tiny["bert"], tiny["gpt2"]]
+
+
+def test_an_interrupted_sweep_resumes_without_recomputing(tiny, tmp_path, monkeypatch):
+    spec, _ = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:2], calibrate=["none"]))
+    real_run = sweep_module.run
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "run", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, tmp_path / "out", progress=False, cache=False)
+    finished = sorted((tmp_path / "out/variants").glob("*/predictions.jsonl"))
+    assert len(finished) == 2
+    stamps = [p.stat().st_mtime_ns for p in finished]
+    calls["n"] = 100  # no more interruptions
+    state = run_sweep(spec, tmp_path / "out", progress=False, cache=False)
+    assert calls["n"] == 100 + 2  # only the two unfinished variants ran
+    assert [p.stat().st_mtime_ns for p in finished] == stamps
+    assert len(state["leaderboard"]) == 4 + 2
+
+
+def test_a_different_sweep_in_the_same_folder_is_refused(tiny, tmp_path):
+    spec, _ = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:1], calibrate=["none"], models=[tiny["bert"]]))
+    run_sweep(spec, tmp_path / "out", progress=False)
+    other = spec.model_copy(update={"metric": "log_loss"})
+    with pytest.raises(Exception, match="different sweep"):
+        run_sweep(other, tmp_path / "out", progress=False)
+
+
+def test_seeds_are_summarised_as_mean_and_std_via_the_cli(tiny, tmp_path):
+    result = CliRunner().invoke(app, [
+        "sweep", TEMPLATES[0], "--data", DATA, "--model", tiny["gpt2"], "--train", DATA, "--shots", "0,2",
+        "--seeds", "1,2,3", "--out", str(tmp_path / "out"), "--format", "json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = {r["variant"]: r for r in json.loads(result.stdout)["leaderboard"]}
+    assert set(rows) == {"manual · shots=0", "manual · shots=2"}
+    few = rows["manual · shots=2"]
+    accuracies = []
+    for folder in sorted((tmp_path / "out/variants").glob("manual-*shots-2*")):
+        preds = read_predictions(folder / "predictions.jsonl")
+        accuracies.append(sum(p.pred == p.gold for p in preds) / len(preds))
+    mean = sum(accuracies) / 3
+    std = (sum((a - mean) ** 2 for a in accuracies) / 2) ** 0.5
+    assert few["seeds"] == 3 and few["value"] == pytest.approx(mean) and few["std"] == pytest.approx(std)
+    assert rows["manual · shots=0"]["std"] == pytest.approx(0.0, abs=1e-12)  # zero-shot: the seed changes nothing
+
+
+def _preds(correct: list[bool], confidence: float = 0.9) -> list[Prediction]:
+    out = []
+    for i, ok in enumerate(correct):
+        gold = "positive" if i % 2 else "negative"
+        pred = gold if ok else ("negative" if gold == "positive" else "positive")
+        probs = {pred: confidence, ("negative" if pred == "positive" else "positive"): 1 - confidence}
+        out.append(Prediction(index=i, gold=gold, pred=pred, probs=probs, truncated=False))
+    return out
+
+
+def test_leaderboard_ranks_and_tests_against_the_best():
+    labels = ["negative", "positive"]
+    a = [True] * 30 + [False] * 10  # 75%
+    b = [True] * 22 + [False] * 18  # 55%
+    rows = leaderboard([Scored("b", "b", labels, _preds(b), 10.0), Scored("a", "a", labels, _preds(a), 20.0)])
+    assert [r.variant for r in rows] == ["a", "b"] and rows[0].value == 0.75
+    assert rows[1].p_value == pytest.approx(mcnemar_exact(a, b).p_value) and rows[1].test == "mcnemar"
+    by_loss = leaderboard([Scored("sure", "sure", labels, _preds(a, 0.99), 1.0),
+                           Scored("unsure", "unsure", labels, _preds(a, 0.6), 1.0)], metric="log_loss")
+    assert by_loss[0].metric == "log_loss" and by_loss[0].value < by_loss[1].value  # lower is better
+
+
+def test_ensemble_is_the_mean_of_label_log_probs():
+    labels = ["negative", "positive"]
+    one = [Prediction(0, "positive", "positive", {"negative": 0.2, "positive": 0.8}, False)]
+    two = [Prediction(0, "positive", "negative", {"negative": 0.6, "positive": 0.4}, False)]
+    # mean log-probs: neg (ln .2 + ln .6)/2, pos (ln .8 + ln .4)/2 → softmax ∝ √(.12), √(.32)
+    (out,) = ensemble([one, two], labels)
+    assert out.probs["positive"] == pytest.approx(0.32 ** 0.5 / (0.12 ** 0.5 + 0.32 ** 0.5), abs=1e-6)
+    (weighted,) = ensemble([one, two], labels, weights=[3, 1])
+    assert weighted.probs["positive"] > out.probs["positive"]
+
+
+def test_run_with_several_templates_and_ensemble(tiny, tmp_path):
+    result = CliRunner().invoke(app, ["run", TEMPLATES[0], TEMPLATES[1], "--ensemble", "--data", DATA, "--model",
+                                      tiny["bert"], "--out", str(tmp_path / "o"), "--format", "json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    names = [r["variant"] for r in json.loads(result.stdout)["leaderboard"]]
+    assert sorted(names) == ["ensemble", "manual", "manual-words"]
+    refused = CliRunner().invoke(app, ["run", TEMPLATES[0], TEMPLATES[1], "--data", DATA, "--model", tiny["bert"]])
+    assert refused.exit_code == 2 and "--ensemble" in refused.output

@@ -1,0 +1,217 @@
+"""Soft-prompt tuning: it learns, it touches nothing else, it saves and reloads exactly."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import promptcli
+import promptcli.trainer as trainer_module
+from conftest import write
+from promptcli.errors import RunError
+from promptcli.models import load_info, load_model
+from promptcli.runner import RunConfig, prepare
+from promptcli.softprompt import SoftPrompt, load_soft_prompt
+from promptcli.trainer import Distributed, Trainer, initial_embeddings, parameters_sha256
+from promptcli.tuning import TuneConfig, tune
+
+VERB = "verbalizer:\n  labels: {negative: [terrible], positive: [great]}\n  label_map: {0: negative, 1: positive}\n"
+POSITIVE, NEGATIVE = ["good", "fun", "wonderful"], ["bad", "boring", "awful"]
+FILLER = "the movie plot acting story film music end it was a and".split()
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    """A separable toy task (the first word decides the label) and a tiny MLM wide enough to learn it.
+
+    Weights are random; a wider initialisation (0.2) lets the input matter to the output."""
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+    import tiny
+
+    root = tmp_path_factory.mktemp("toy")
+    for name, seed in (("train", 1), ("dev", 2)):
+        rng = random.Random(seed)
+        rows = [{"text": " ".join([rng.choice(POSITIVE if i % 2 else NEGATIVE)] + rng.sample(FILLER, 3)),
+                 "label": i % 2} for i in range(64)]
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write(root / "prefix.yaml", "kind: manual\ntext: '{{ text }} it was {{ mask }}'\n" + VERB)
+    write(root / "slots.yaml", "kind: manual\ntext: '{{ text }} {{ soft(4) }} {{ mask }}'\n" + VERB)
+    tokenizer = BertTokenizer(vocab=tiny._wordpiece_vocab(160))
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, max_position_embeddings=256, initializer_range=0.2,
+                        architectures=["BertForMaskedLM"])
+    model = tiny._save(root / "bert", tokenizer, BertForMaskedLM, config, seed=0)
+    return {"root": root, "model": str(model), "train": str(root / "train.jsonl"), "dev": str(root / "dev.jsonl"),
+            "prefix": str(root / "prefix.yaml"), "slots": str(root / "slots.yaml")}
+
+
+def tuned(task, tmp_path, name="out", **options):
+    settings = dict(virtual_tokens=8, epochs=6, lr=0.3, batch_size=16, seed=0)
+    settings.update(options)
+    return tune(task["prefix"], task["train"], task["model"], dev=task["dev"], out=tmp_path / name, progress=False,
+                **settings)
+
+
+def test_a_soft_prompt_learns_a_separable_task(task, tmp_path):
+    result = tuned(task, tmp_path, epochs=10)
+    assert result.initial_dev_accuracy <= 0.6  # chance level: the random model knows nothing of the task
+    assert result.best_dev_accuracy >= 0.8 and result.best_dev_accuracy >= result.initial_dev_accuracy + 0.25
+    losses = [c["train_loss"] for c in result.curve[1:]]
+    assert losses[-1] < losses[0] - 0.15
+    params = result.manifest["parameters"]
+    assert params["trainable"] == 8 * 64 and params["frozen"] > 90_000
+
+
+def test_only_the_prompt_embeddings_train(task):
+    info = load_info(task["model"])
+    loaded = load_model(info, device="cpu", dtype="float32")
+    before = parameters_sha256(loaded.model)
+    prompt = SoftPrompt(torch.zeros(8, 64))
+    train = prepare(RunConfig(template=task["prefix"], data=task["train"], model=task["model"]), soft=prompt)
+    config = TuneConfig(template=task["prefix"], train=task["train"], virtual_tokens=8)
+    prompt = SoftPrompt(initial_embeddings(config, loaded, train))
+    trainer = Trainer(config, loaded, prompt, train, None, Distributed("cpu"))
+    optimizer = torch.optim.AdamW([prompt.embeddings], lr=0.3)
+    start = prompt.embeddings.detach().clone()
+    with prompt.attached(loaded.model):
+        for _ in range(3):
+            trainer.loss(train.encoded[:16]).backward()
+            assert all(p.grad is None for p in loaded.model.parameters())  # no model weight got a gradient
+            assert prompt.embeddings.grad.abs().sum() > 0
+            optimizer.step()
+            optimizer.zero_grad()
+    assert not torch.equal(prompt.embeddings.detach(), start)
+    assert parameters_sha256(loaded.model) == before  # every weight, the embedding table included, bit-identical
+
+
+def test_tune_refuses_to_finish_if_a_weight_changed(task, tmp_path, monkeypatch):
+    real = trainer_module.Trainer.loss
+
+    def sneaky(self, batch):
+        with torch.no_grad():
+            self.loaded.model.get_input_embeddings().weight[0, 0] += 1.0
+        return real(self, batch)
+
+    monkeypatch.setattr(trainer_module.Trainer, "loss", sneaky)
+    with pytest.raises(RuntimeError, match="parameter changed"):
+        tuned(task, tmp_path, epochs=1)
+
+
+def test_saved_prompt_reloads_to_the_same_dev_predictions(task, tmp_path):
+    result = tuned(task, tmp_path, epochs=3)
+    folder = result.out_dir
+    assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
+                                                        "checkpoint", "promptcli_soft_prompt.json"]
+    tensors = load_file(str(folder / "adapter_model.safetensors"))
+    assert list(tensors) == ["prompt_embeddings"] and tensors["prompt_embeddings"].shape == (8, 64)
+    runs = [promptcli.run(task["prefix"], task["dev"], task["model"], out=tmp_path / f"run{i}", progress=False,
+                          soft_prompt=str(folder), cache=False) for i in (1, 2)]
+    assert runs[0].accuracy == result.best_dev_accuracy
+    assert (tmp_path / "run1/predictions.jsonl").read_bytes() == (tmp_path / "run2/predictions.jsonl").read_bytes()
+    plain = promptcli.run(task["prefix"], task["dev"], task["model"], out=tmp_path / "plain", progress=False)
+    assert plain.predictions != runs[0].predictions  # the prompt is really used
+
+
+def test_resume_continues_to_the_same_prompt(task, tmp_path, monkeypatch):
+    whole = tuned(task, tmp_path, "whole", epochs=3)
+    real = trainer_module.Trainer.loss
+    calls = {"n": 0}
+
+    def interrupted(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 7:  # in the second epoch, after its first checkpoint
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(trainer_module.Trainer, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tuned(task, tmp_path, "cut", epochs=3)
+    monkeypatch.setattr(trainer_module.Trainer, "loss", real)
+    resumed = tune(task["prefix"], task["train"], task["model"], dev=task["dev"], out=tmp_path / "cut", resume=True,
+                   progress=False, virtual_tokens=8, epochs=3, lr=0.3, batch_size=16, seed=0)
+    a = load_soft_prompt(whole.out_dir).embeddings
+    b = load_soft_prompt(resumed.out_dir).embeddings
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert [c["dev_accuracy"] for c in resumed.curve] == [c["dev_accuracy"] for c in whole.curve]
+
+
+def test_soft_slots_in_the_template(task, tmp_path):
+    result = tune(task["slots"], task["train"], task["model"], dev=task["dev"], out=tmp_path / "s", progress=False,
+                  virtual_tokens=4, epochs=1, lr=0.3, batch_size=16)
+    assert result.manifest["placement"] == "slots"
+    rows = promptcli.render(task["slots"], task["dev"], model=task["model"], soft_prompt=str(result.out_dir), limit=1)
+    assert "[soft][soft][soft][soft][MASK]" in rows[0]["text"]
+    with pytest.raises(RunError, match="has 5 tokens but the template places 4"):
+        tune(task["slots"], task["train"], task["model"], out=tmp_path / "bad", progress=False, virtual_tokens=5,
+             epochs=1)
+
+
+def test_a_prompt_is_tied_to_its_model_and_template(task, tmp_path, tiny, capsys):
+    result = tuned(task, tmp_path, epochs=1)
+    with pytest.raises(RunError, match="trained with the template"):
+        promptcli.run(task["slots"], task["dev"], task["model"], out=tmp_path / "a", progress=False,
+                      soft_prompt=str(result.out_dir))
+    other = tmp_path / "other-template.yaml"
+    shutil.copy(task["prefix"], other)
+    write(other, other.read_text() + "description: edited\n")
+    forced = promptcli.run(str(other), task["dev"], task["model"], out=tmp_path / "b", progress=False,
+                           soft_prompt=str(result.out_dir), force=True)
+    assert forced.metrics["n"] == 64 and "--force: using it anyway" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("init", ["vocab", "text", "labels"])
+def test_initial_embeddings_are_rows_of_the_embedding_table(task, init):
+    info = load_info(task["model"])
+    loaded = load_model(info, device="cpu", dtype="float32")
+    train = prepare(RunConfig(template=task["prefix"], data=task["train"], model=task["model"]),
+                    soft=SoftPrompt(torch.zeros(8, 64)))
+    rows = initial_embeddings(TuneConfig(template="", train="", virtual_tokens=8, init=init, init_text="a good movie"),
+                              loaded, train)
+    table = loaded.model.get_input_embeddings().weight
+    assert rows.shape == (8, 64)
+    assert all(any(torch.equal(row, t) for t in table) for row in rows)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed (pip install -e .[dev])")
+@pytest.mark.parametrize("name", ["gpt2", "bert"])
+def test_a_prefix_prompt_loads_in_peft_with_the_same_logits(tiny, tmp_path, name, task):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    template = write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} it was {{ mask }}'\n" + VERB)
+    result = tune(str(template), task["train"], tiny[name], out=tmp_path / "p", progress=False, virtual_tokens=5,
+                  epochs=1, batch_size=16, init="vocab")
+    auto = AutoModelForCausalLM if name == "gpt2" else AutoModelForMaskedLM
+    base = auto.from_pretrained(tiny[name]).eval()
+    ids = base.config.vocab_size + torch.arange(5)
+    text = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    prompt = load_soft_prompt(result.out_dir)
+    with torch.inference_mode(), prompt.attached(base):
+        ours = base(input_ids=torch.cat([ids[None], text], 1)).logits
+    peft_model = PeftModel.from_pretrained(auto.from_pretrained(tiny[name]).eval(), str(result.out_dir))
+    with torch.inference_mode():
+        theirs = peft_model(input_ids=text, attention_mask=torch.ones_like(text)).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed (pip install -e .[dev])")
+def test_two_processes_under_accelerate_launch(task, tmp_path):
+    single = tuned(task, tmp_path, "single", epochs=2)
+    command = ["accelerate", "launch", "--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision",
+               "no", "--dynamo_backend", "no", "-m", "promptcli.cli", "tune", task["prefix"], "--train",
+               task["train"], "--dev", task["dev"], "--model", task["model"], "--virtual-tokens", "8", "--epochs", "2",
+               "--lr", "0.3", "--batch-size", "16", "--seed", "0", "--out", str(tmp_path / "two"), "--quiet"]
+    subprocess.run(command, check=True, timeout=600, capture_output=True)
+    two = json.loads((tmp_path / "two/promptcli_soft_prompt.json").read_text())
+    assert two["training"]["steps"] == single.manifest["training"]["steps"]
+    assert [c["dev_accuracy"] for c in two["dev_curve"]] == pytest.approx(
+        [c["dev_accuracy"] for c in single.curve], abs=1 / 64)
+    torch.testing.assert_close(load_soft_prompt(tmp_path / "two").embeddings,
+                               load_soft_prompt(single.out_dir).embeddings, atol=1e-4, rtol=0)
