@@ -28,11 +28,14 @@ class NotExpressible(ValueError):
 
 def task_config(template: str, data: str, name: str) -> dict[str, Any]:
     """The lm-eval task YAML (as a dict) equivalent to a promptcli template on a JSONL file."""
-    from promptcli.render import Renderer
+    from promptcli.rendering import Renderer
     from promptcli.spec import load_template
 
     spec = load_template(template)
-    source = Renderer(spec).source  # the template kind's full Jinja text, slot included
+    if spec.generative or spec.spec.chat:
+        raise NotExpressible("only scored, plain-text templates have a multiple-choice equivalent")
+    layout = Renderer(spec).layout  # the template kind's parts; joined, its full Jinja text, slot included
+    source = "".join(p.text for p in layout.instructions + layout.query + layout.answer).lstrip()
     parts = SLOT.split(source)
     if len(parts) != 2:
         raise NotExpressible("the template needs exactly one {{ mask }} slot")

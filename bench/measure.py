@@ -41,7 +41,8 @@ def measure_promptcli(job: dict) -> tuple[Callable[[], float], Callable[[], dict
     def once() -> float:
         out = work / f"run-{next(counter)}"
         start = time.perf_counter()
-        result = promptcli.run(job["template"], job["data"], job["model"], out=out, progress=False,
+        # no score cache: every timed run computes its scores (a cached run would time a file read)
+        result = promptcli.run(job["template"], job["data"], job["model"], out=out, progress=False, cache=False,
                                batch_size=job["batch_size"], limit=job["rows"], device="cpu", dtype="float32")
         wall = time.perf_counter() - start
         last["result"] = result

@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="promptcli-bench-") as tmp:
         workdir = Path(tmp)
         os.environ.setdefault("HF_DATASETS_CACHE", str(workdir / "hf-datasets"))
+        os.environ["PROMPTCLI_HOME"] = str(workdir / "promptcli-home")  # the run store: not the user's
         for key in keys:
             scenario = SCENARIOS[key]
             results[key] = {}

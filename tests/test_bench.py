@@ -87,7 +87,8 @@ def test_lm_eval_reads_the_same_prompts_and_tokens(tiny, tmp_path):
     assert len(docs) == len(rows)
     for doc, enc in zip(docs, pipe.encoded):
         context = task.doc_to_text(doc)
-        assert context == pipe.prepared.encoder.prompt(pipe.prepared.dataset.examples[enc.index], "").prefix.rstrip()
+        example = pipe.prepared.dataset.examples[enc.index]
+        assert context == pipe.prepared.encoder.prompt(example.fields, [], "").prefix.rstrip()
         assert task.doc_to_target(doc) == ["negative", "positive"].index(doc["label"])
         for choice, word in zip(task.doc_to_choice(doc), enc.words.ids):
             ctx_ids, cont_ids = lm._encode_pair(context, task.config.target_delimiter + choice)
