@@ -8,9 +8,20 @@ moved into each choice. So the context is `…the movie was`, the choices ` terr
 makes `acc_norm` divide by the length of the continuation *with* its leading space, which
 is promptcli's `normalize: chars`. (With `target_delimiter: " "`, lm-eval 0.4's `acc_norm`
 divides by `len(choice)` without the space, a different normalisation.)
+
+Fixed demonstrations (scenario d) use lm-eval's own few-shot machinery: the demonstrations
+promptcli selects are written, in promptcli's order, as the task's `train` split, read with
+`fewshot_config: {sampler: first_n}` and `num_fewshot` = their count, joined with the
+template's separator as `fewshot_delimiter`. lm-eval writes each as `doc_to_text` + the empty
+target delimiter + the answer's choice (` great`), which is promptcli's demonstration text
+(the template with the slot filled by the label's first word), so the two prompts are the
+same string. Only `manual` templates whose demonstrations are the same for every query (not
+`similar`, no training row equal to a query) and use the default demonstration text have
+this equivalent.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -26,12 +37,16 @@ class NotExpressible(ValueError):
     """The template or verbalizer has no lm-eval multiple-choice equivalent."""
 
 
-def task_config(template: str, data: str, name: str) -> dict[str, Any]:
-    """The lm-eval task YAML (as a dict) equivalent to a promptcli template on a JSONL file."""
+def task_config(template: str, data: str, name: str, train: str | None = None,
+                fewshot_file: str | None = None) -> dict[str, Any]:
+    """The lm-eval task YAML (as a dict) equivalent to a promptcli template on a JSONL file; with
+    demonstrations, `fewshot_file` holds them (`fixed_demonstrations`)."""
     from promptcli.rendering import Renderer
+    from promptcli.runner import RunConfig, demonstrations_spec
     from promptcli.spec import load_template
 
     spec = load_template(template)
+    demos = demonstrations_spec(spec, RunConfig(template=template, data=data, train=train))
     if spec.generative or spec.spec.chat:
         raise NotExpressible("only scored, plain-text templates have a multiple-choice equivalent")
     layout = Renderer(spec).layout  # the template kind's parts; joined, its full Jinja text, slot included
@@ -53,7 +68,7 @@ def task_config(template: str, data: str, name: str) -> dict[str, Any]:
     index = {label: i for i, label in enumerate(labels)}
     index.update({raw: index[label] for raw, label in verbalizer.label_map.items()})
     target = "{{ " + _jinja_dict(index) + "[" + spec.spec.label_field + "|string] }}"
-    return {
+    config = {
         "task": name,
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(Path(data).resolve())}},
@@ -66,6 +81,31 @@ def task_config(template: str, data: str, name: str) -> dict[str, Any]:
         "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in ("acc", "acc_norm")],
         "metadata": {"version": 1.0, "labels": labels},
     }
+    if demos is not None:
+        if spec.kind != "manual" or demos.text or Renderer(spec).places_demonstrations:
+            raise NotExpressible("demonstrations are expressible for manual templates with the default "
+                                 "demonstration text placed before the query")
+        if fewshot_file is None:
+            raise ValueError("a template with demonstrations needs fewshot_file (see fixed_demonstrations)")
+        config["dataset_kwargs"]["data_files"]["train"] = str(Path(fewshot_file).resolve())
+        config.update(fewshot_split="train", fewshot_config={"sampler": "first_n"},
+                      num_fewshot=len(Path(fewshot_file).read_text(encoding="utf-8").splitlines()),
+                      fewshot_delimiter=demos.separator)
+    return config
+
+
+def fixed_demonstrations(template: str, data: str, train: str) -> list[dict[str, Any]]:
+    """The rows promptcli shows as demonstrations, in its order, when every query gets the same ones."""
+    from promptcli.runner import RunConfig, load_inputs
+
+    inputs = load_inputs(RunConfig(template=template, data=data, train=train))
+    if inputs.selector is None or not inputs.selector.fixed:
+        raise NotExpressible("lm-eval's first_n sampler needs the same demonstrations for every query")
+    chosen = [inputs.selector.select(e) for e in inputs.dataset.examples]
+    if any(c.demos != chosen[0].demos for c in chosen):
+        raise NotExpressible("a training row equals a query, so promptcli replaced it in that query's demonstrations")
+    label_field = inputs.template.spec.label_field
+    return [{**demo.fields, label_field: demo.label} for demo in chosen[0].demos]
 
 
 def _jinja_dict(mapping: dict[str, int]) -> str:
@@ -76,11 +116,17 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_task(folder: Path, template: str, data: str, name: str) -> Path:
+def write_task(folder: Path, template: str, data: str, name: str, train: str | None = None) -> Path:
+    """The task YAML in `folder` (and, for demonstrations, its few-shot JSONL beside it)."""
     folder.mkdir(parents=True, exist_ok=True)
+    fewshot = None
+    if train is not None:
+        fewshot = folder / f"{name}-demonstrations.jsonl"
+        fewshot.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n"
+                                   for row in fixed_demonstrations(template, data, train)), encoding="utf-8")
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(task_config(template, data, name), sort_keys=False, allow_unicode=True),
-                    encoding="utf-8")
+    config = task_config(template, data, name, train, str(fewshot) if fewshot else None)
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
 
@@ -95,7 +141,7 @@ def measure_lmeval(job: dict) -> tuple[Callable[[], float], Callable[[], dict]]:
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     folder = Path(job["workdir"]) / "lmeval-task"
     name = "promptcli_bench_" + re.sub(r"\W", "_", job["scenario"])
-    write_task(folder, job["template"], job["data"], name)
+    write_task(folder, job["template"], job["data"], name, job.get("train"))
     manager = TaskManager(include_path=str(folder), include_defaults=False)
     results: dict = {}
     weights: list[float] = []
