@@ -43,7 +43,8 @@ def measure_promptcli(job: dict) -> tuple[Callable[[], float], Callable[[], dict
         start = time.perf_counter()
         # no score cache: every timed run computes its scores (a cached run would time a file read)
         result = promptcli.run(job["template"], job["data"], job["model"], out=out, progress=False, cache=False,
-                               batch_size=job["batch_size"], limit=job["rows"], device="cpu", dtype="float32")
+                               batch_size=job["batch_size"], limit=job["rows"], device="cpu", dtype="float32",
+                               train=job.get("train"))
         wall = time.perf_counter() - start
         last["result"] = result
         scoring.append(result.record["timing"]["scoring_s"])
@@ -52,11 +53,11 @@ def measure_promptcli(job: dict) -> tuple[Callable[[], float], Callable[[], dict
 
     def finish() -> dict:
         result = last["result"]
-        return {"scoring_seconds": scoring[1:], "examples": len(result.predictions),  # [0] was the warm-up
+        return {"loop_seconds": scoring[1:], "examples": len(result.predictions),  # [0] was the warm-up
                 "work": result.record["work"], "accuracy": result.accuracy,
                 "predictions": {p.index: {"pred": p.pred, "probs": list(p.probs.values())}
                                 for p in result.predictions},
-                **(sample_scores(job) if job["sample"] and job["kind"] == "causal" else {})}
+                **(sample_scores(job) if job["sample"] else {})}
 
     return once, finish
 
@@ -65,13 +66,13 @@ def sample_scores(job: dict) -> dict:
     """promptcli's token ids and raw word log-scores (normalize none and chars) on the first rows."""
     from promptcli.evaluate import plan_batches
     from promptcli.models import load_model
-    from promptcli.runner import RunConfig, prepare
+    from promptcli.runner import prepare
     from promptcli.scoring import make_scorer
     from promptcli.scoring.base import ScoringOptions
 
-    config = RunConfig(template=job["template"], data=job["data"], model=job["model"], device="cpu",
-                       dtype="float32", batch_size=job["batch_size"], limit=job["sample"])
-    prepared = prepare(config)
+    from .floor import run_config
+
+    prepared = prepare(run_config(job, limit=job["sample"]))
     loaded = load_model(prepared.info, device="cpu", dtype="float32")
     labels = prepared.verbalizer.labels
     out: dict = {}
@@ -79,6 +80,8 @@ def sample_scores(job: dict) -> dict:
         scorer = make_scorer(loaded, ScoringOptions(batch_size=job["batch_size"], normalize=normalize,
                                                     multi_token=prepared.verbalizer.multi_token))
         with torch.inference_mode():
+            if loaded.kind == "causal":  # fixed demonstrations: their prefix once, as `run` does
+                scorer.share_prefix([e.context for e in prepared.encoded])
             for batch in plan_batches(prepared.encoded, job["batch_size"]):
                 for enc, row in zip(batch, prepared.verbalizer.combine(scorer.word_scores(batch)).tolist()):
                     entry = out.setdefault(enc.index, {
@@ -91,16 +94,22 @@ def sample_scores(job: dict) -> dict:
     return {"sample": out}
 
 
-def child(job_path: str, result_path: str) -> None:
+def method_setups() -> dict[str, Setup]:
+    """Every method's setup, by the key scenarios name it with."""
     from .floor import measure_floor
+    from .floor_generate import measure_generate_floor
     from .lmeval_task import measure_lmeval
+    from .prompt_tuning import measure_peft, measure_promptcli_tune
 
+    return {"raw": measure_floor, "raw-naive": measure_floor, "promptcli": measure_promptcli, "lmeval": measure_lmeval,
+            "raw-generate": measure_generate_floor, "peft": measure_peft, "promptcli-tune": measure_promptcli_tune}
+
+
+def child(job_path: str, result_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
-    methods: dict[str, Setup] = {"raw": measure_floor, "raw-naive": measure_floor, "promptcli": measure_promptcli,
-                                 "lmeval": measure_lmeval}
-    once, finish = methods[job["method"]](job)
+    once, finish = method_setups()[job["method"]](job)
     once()  # warm-up
     say("ready")
     seconds = []

@@ -1,16 +1,19 @@
-"""Speed, memory and agreement: promptcli vs the raw forward pass vs lm-evaluation-harness.
+"""Speed, memory and agreement: promptcli vs hand-written floors vs lm-evaluation-harness and PEFT.
 
     python bench/scoring.py --mlm-model ./models/roberta-base --causal-model ./models/gpt2 \\
-        --data-dir ../shared/data [--scenario a,b,c] [--rows 300] [--quick] [--json out.json]
+        --data-dir ../shared/data [--scenario all] [--rows 200] [--quick] [--json out.json]
 
 Each scenario runs the same template on the same rows with the same model. Each method has
-its own process (so each peak RSS is its own): the raw forward pass on promptcli's own token
-ids and batches (the floor), `promptcli.run` as a user calls it, and, for causal scenarios,
-`lm_eval.simple_evaluate` on a task generated from the same template and JSONL. After one
-warm-up run each, the methods take turns, one timed run at a time, for `--repeats` rounds
-(never two at once); times are the medians. promptcli's and lm-eval's times are the whole
-call minus loading the weights; the raw floor's are the model calls alone.
-`--quick` is a quick check (32 rows); use a 2-layer model for it
+its own process (so each peak RSS is its own). Scoring (a–d): the raw forward pass on
+promptcli's own token ids and batches (the floor), `promptcli.run` as a user calls it, and,
+for causal scenarios, `lm_eval.simple_evaluate` on a task generated from the same template,
+demonstrations and JSONL. Self-consistency (e): a hand-written sampling loop on a KV cache
+(the floor) and `promptcli.run`. Soft-prompt training (f): PEFT prompt tuning with a hand
+loop and `promptcli.tuning.tune`, in steps/s. After one warm-up run each, the methods take
+turns, one timed run at a time, for `--repeats` rounds (never two at once); times are the
+medians. promptcli's and lm-eval's times are the whole call minus loading the weights; the
+floors' are the model calls (and optimiser steps) alone.
+`--quick` is a quick check (32 rows, 8 in d and e, 1 training epoch); use 2-layer models for it
 (`materialize.py gpt2 DIR --layers 2`).
 """
 from __future__ import annotations
@@ -33,7 +36,7 @@ from rich.console import Console  # noqa: E402
 
 from bench.report import agreement, print_report, target_checks  # noqa: E402
 from bench.measure import REPLY  # noqa: E402
-from bench.scenarios import METHOD_NAMES, SCENARIOS  # noqa: E402
+from bench.scenarios import METHOD_NAMES, SCENARIOS, Scenario  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",
@@ -43,26 +46,32 @@ ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE"
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--scenario", default="a,b,c", help="comma-separated keys (a–f) or 'all' (default a,b,c)")
+    p.add_argument("--scenario", default="all", help="comma-separated keys (a–f) or 'all' (the default)")
     p.add_argument("--mlm-model", help="masked-LM folder for scenario a")
-    p.add_argument("--causal-model", help="causal-LM folder for scenarios b, c")
+    p.add_argument("--causal-model", help="causal-LM folder for scenarios b–f")
     p.add_argument("--model", help="one model for every chosen scenario (overrides the two above)")
-    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"), help="folder with sst2/ and sst5/")
+    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"),
+                   help="folder with sst2/ (dev, train-16-13) and sst5/")
     p.add_argument("--data", help="one data file for every chosen scenario (overrides --data-dir)")
-    p.add_argument("--rows", type=int, help="first N rows of the data (default: all; --quick: 32)")
+    p.add_argument("--rows", type=int, help="first N rows of the data (default: all; --quick: 32, for (d) and "
+                                          "(e) 8); (d) and (e) take at most 64")
     p.add_argument("--repeats", type=int, default=3,
                    help="rounds of timed runs (one per method per round, after a warm-up run; default 3)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="scoring and generation batch (d: 8)")
+    p.add_argument("--epochs", type=int, help="(f) training epochs over the 32 rows (default 3; --quick: 1)")
+    p.add_argument("--tune-batch-size", type=int, default=8, help="(f) training batch size (default 8)")
+    p.add_argument("--virtual-tokens", type=int, default=20, help="(f) soft-prompt length (default 20)")
     p.add_argument("--sample", type=int, default=64, help="rows for the token-id and log-prob comparison")
-    p.add_argument("--methods", default="raw,promptcli,lmeval",
-                   help="of raw, raw-naive (full logits), promptcli, lmeval; each scenario runs those it supports")
+    p.add_argument("--methods", help="only these (default: each scenario's own); of raw, raw-naive (full logits, "
+                                   "only when named), promptcli, lmeval, raw-generate, peft, promptcli-tune")
     p.add_argument("--threads", type=int, help="torch threads in every method's process (default: torch's own)")
-    p.add_argument("--quick", action="store_true", help="32 rows: a quick check with a 2-layer model")
+    p.add_argument("--quick", action="store_true",
+                   help="32 rows (8 in d, e), 1 training epoch: a quick check with 2-layer models")
     p.add_argument("--json", help="also write every figure to this file")
     p.add_argument("--child", nargs=2, metavar=("JOB", "RESULT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.quick and args.rows is None:
-        args.rows = 32
+    if args.epochs is None:
+        args.epochs = 1 if args.quick else 3
     return args
 
 
@@ -140,6 +149,21 @@ def measure_scenario(jobs: list[dict], workdir: Path, rounds: int, console: Cons
     return {m.job["method"]: m.finish() for m in methods}
 
 
+def scenario_jobs(args: argparse.Namespace, scenario: Scenario, model: str, workdir: Path) -> list[dict]:
+    """One job per method: what its process needs to know."""
+    rows = scenario.quick_rows if args.quick and args.rows is None else args.rows
+    rows = min(filter(None, (rows, scenario.max_rows)), default=None)
+    data = (args.data or str(Path(args.data_dir) / scenario.data)) if scenario.data else None
+    naive = "raw" in scenario.methods and args.methods and "raw-naive" in args.methods.split(",")
+    methods = list(scenario.methods) + (["raw-naive"] if naive else [])
+    return [{"scenario": scenario.key, "method": method, "kind": scenario.kind, "template": str(scenario.template),
+             "data": data, "train": str(Path(args.data_dir) / scenario.train) if scenario.train else None,
+             "model": model, "rows": rows, "batch_size": scenario.batch_size or args.batch_size,
+             "sample": min(args.sample, rows or args.sample) if "lmeval" in scenario.methods else 0,
+             "epochs": args.epochs, "tune_batch_size": args.tune_batch_size, "virtual_tokens": args.virtual_tokens,
+             "workdir": str(workdir), "threads": args.threads, "unit": scenario.unit} for method in methods]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.child:
@@ -151,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenario {', '.join(unknown)} (one of {', '.join(SCENARIOS)}, or all)")
-    wanted = [m.strip() for m in args.methods.split(",")]
+    wanted = [m.strip() for m in args.methods.split(",")] if args.methods else None
     facts = machine_facts()
     results: dict[str, dict[str, dict]] = {}
     agreements: dict[str, dict] = {}
@@ -168,12 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             if not model:
                 raise SystemExit(f"scenario ({key}) needs --{scenario.kind}-model (or --model); write one with "
                                  f"`python ../shared/models/materialize.py gpt2 DIR` (or FacebookAI--roberta-base)")
-            data = args.data or str(Path(args.data_dir) / scenario.data)
-            methods = list(scenario.methods) + (["raw-naive"] if "raw-naive" in wanted else [])
-            jobs = [{"scenario": key, "method": method, "kind": scenario.kind, "template": str(scenario.template),
-                     "data": data, "model": model, "rows": args.rows, "batch_size": args.batch_size,
-                     "sample": args.sample, "workdir": str(workdir), "threads": args.threads}
-                    for method in methods if method in wanted]
+            jobs = [job for job in scenario_jobs(args, scenario, model, workdir)
+                    if wanted is None or job["method"] in wanted]
+            if not jobs:
+                continue
             results[key] = measure_scenario(jobs, workdir, args.repeats, console)
             facts["torch threads"] = str(next(iter(results[key].values()))["torch_threads"])
             if "promptcli" in results[key] and "lmeval" in results[key]:
