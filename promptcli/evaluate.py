@@ -33,6 +33,7 @@ class Evaluation:
     calls: int
     sequences: int
     positions: int
+    prefills: int
     shared_prefix: int  # tokens of prompt prefix computed once for all examples
     calibration: dict
 
@@ -41,7 +42,8 @@ class Evaluation:
         per = max(self.computed, 1)
         return {"model_calls": self.calls, "forward_passes": self.sequences, "positions": self.positions,
                 "forward_passes_per_example": round(self.sequences / per, 4),
-                "positions_per_example": round(self.positions / per, 2), "shared_prefix_tokens": self.shared_prefix}
+                "positions_per_example": round(self.positions / per, 2),
+                "prefills_per_example": round(self.prefills / per, 4), "shared_prefix_tokens": self.shared_prefix}
 
 
 def plan_batches(encoded: Sequence[Encoded], batch_size: int) -> list[list[Encoded]]:
@@ -80,5 +82,6 @@ def evaluate(prepared: Prepared, config: RunConfig, load: Callable[[], LoadedMod
     scorer = scoring._scorer
     return Evaluation(predictions=list(finished.values()), computed=computed, seconds=time.perf_counter() - start,
                       calls=scorer.calls if scorer else 0, sequences=scorer.sequences if scorer else 0,
-                      positions=scorer.positions if scorer else 0, shared_prefix=scoring.shared_prefix,
+                      positions=scorer.positions if scorer else 0, prefills=scorer.prefills if scorer else 0,
+                      shared_prefix=scoring.shared_prefix,
                       calibration=scoring.record())

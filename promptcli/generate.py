@@ -99,24 +99,36 @@ class Generator:
         return text[:min(ends)] if ends else text
 
     def choose(self, log_probs: torch.Tensor, generators: list[torch.Generator], done: list[bool]) -> list[int]:
-        """Next token per row: arg-max, or a sample from `sampling_probs`."""
+        """Next token per row: arg-max, or a draw from the filtered distribution. Each row's draw uses
+        one uniform from its own generator (inverse CDF), so a row's sample does not depend on its batch
+        and the whole batch samples in one vectorised step (per-row `multinomial` over the vocabulary
+        cost more than the model on small models)."""
         if self.decoding.strategy == "greedy":
             return log_probs.argmax(-1).tolist()
-        probs = sampling_probs(log_probs, self.decoding).cpu()
-        return [0 if done[r] else int(torch.multinomial(probs[r], 1, generator=generators[r]))
-                for r in range(probs.shape[0])]
+        probs, ids = candidates(log_probs, self.decoding)
+        uniforms = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
+        cdf = probs.double().cumsum(-1)
+        cdf = cdf / cdf[:, -1:]
+        # right=True: the first candidate whose cumulative mass exceeds u, so a zero-mass one is never drawn
+        picked = torch.searchsorted(cdf, uniforms.to(cdf.device)[:, None], right=True).clamp_max(probs.shape[1] - 1)
+        chosen = ids.gather(1, picked).squeeze(1).tolist()
+        return [0 if done[r] else chosen[r] for r in range(len(chosen))]
+
+
+def candidates(log_probs: torch.Tensor, d: Decoding) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens that may be sampled and their probabilities, most likely first, both (R, K): the
+    top-k tokens, then the smallest set of those reaching top-p of their (renormalised) mass, then
+    the temperature. Filtering the k candidates instead of the whole vocabulary keeps it cheap."""
+    k = d.top_k if d.top_k is not None and d.top_k < log_probs.shape[-1] else log_probs.shape[-1]
+    scores, ids = log_probs.topk(k, dim=-1)
+    if d.top_p is not None and d.top_p < 1.0:
+        probs = scores.softmax(-1)
+        outside = (probs.cumsum(-1) - probs) >= d.top_p  # the mass before a token already reaches top_p
+        scores = scores.masked_fill(outside, float("-inf"))
+    return (scores / d.temperature).softmax(-1), ids
 
 
 def sampling_probs(log_probs: torch.Tensor, d: Decoding) -> torch.Tensor:
-    """(R, V) probabilities to sample from: keep the top-k tokens, then the smallest set of those
-    reaching top-p of their (renormalised) mass, then apply the temperature."""
-    scores = log_probs.clone()
-    if d.top_k is not None and d.top_k < scores.shape[-1]:
-        kth = scores.topk(d.top_k, dim=-1).values[:, -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if d.top_p is not None and d.top_p < 1.0:
-        ordered, order = scores.sort(dim=-1, descending=True)
-        probs = ordered.softmax(-1)
-        outside = (probs.cumsum(-1) - probs) >= d.top_p  # the mass before a token already reaches top_p
-        scores = scores.scatter(-1, order, ordered.masked_fill(outside, float("-inf")))
-    return (scores / d.temperature).softmax(-1)
+    """`candidates` as a full (R, V) distribution (zero outside the candidates)."""
+    probs, ids = candidates(log_probs, d)
+    return torch.zeros_like(log_probs).scatter(-1, ids, probs)

@@ -154,9 +154,10 @@ def test_samples_share_the_prompt_prefill(tiny, tmp_path):
         with torch.inference_mode():
             generator.generate(prepared.encoded)
         handle.remove()
-        counts[samples] = seen
+        counts[samples] = seen | {"prefills": generator.scorer.prefills}
     contexts = sum(len(e.context) for e in prepared.encoded)
     assert counts[1]["prefill"] == counts[5]["prefill"] == contexts  # computed once, not once per sample
+    assert counts[1]["prefills"] == counts[5]["prefills"] == len(prepared.encoded)  # as run.json reports it
     assert counts[5]["decode"] > 2 * counts[1]["decode"]  # the samples themselves are generated
 
 

@@ -32,6 +32,7 @@ class Scorer(Protocol):
     calls: int
     sequences: int
     positions: int
+    prefills: int  # prompt encodings (a generated token or a continuation is not one)
 
     def word_scores(self, batch: Sequence[Encoded]) -> torch.Tensor: ...
 

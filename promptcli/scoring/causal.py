@@ -32,7 +32,7 @@ class CausalLMScorer:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self.options = options
         self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        self.calls = self.sequences = self.positions = 0
+        self.calls = self.sequences = self.positions = self.prefills = 0
         self.prefix: tuple[int, ...] = ()
         self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -80,6 +80,7 @@ class CausalLMScorer:
                 config=self.config)
         self.calls += 1
         self.sequences += batch
+        self.prefills += batch
         self.positions += int(own_mask.sum())
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache or shared > 0,
                          **kwargs)

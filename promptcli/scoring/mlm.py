@@ -36,13 +36,14 @@ class MaskedLMScorer:
         self.options = options
         head = MLM_HEADS.get(loaded.info.config.model_type)
         self.head = head if head and all(hasattr(self.model, n) for n in head) else None
-        self.calls = self.sequences = self.positions = 0
+        self.calls = self.sequences = self.positions = self.prefills = 0
 
     def mask_log_probs(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
                        ) -> torch.Tensor:
         """Log-softmax over the vocabulary at (rows, cols): (N, V) float32."""
         self.calls += 1
         self.sequences += ids.shape[0]
+        self.prefills += ids.shape[0]
         self.positions += int(mask.sum())
         if self.head is not None:
             hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state

@@ -1,0 +1,90 @@
+"""What every command shares: the app, the consoles, option types and the error boundary.
+
+Every user-facing error is a PromptcliError, rendered here once with its exit code.
+"""
+from __future__ import annotations
+
+import os
+from enum import Enum
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.exceptions import TyperException
+
+from ..errors import PromptcliError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Declarative prompts and verbalizers for zero- and few-shot classification.")
+OUT = Console()
+ERR = Console(stderr=True)
+
+
+class Scorer(str, Enum):
+    auto = "auto"
+    mlm = "mlm"
+    causal = "causal"
+
+
+class Normalize(str, Enum):
+    none = "none"
+    tokens = "tokens"
+    chars = "chars"
+    pmi = "pmi"
+
+
+class Calibrate(str, Enum):
+    none = "none"
+    contextual = "contextual"
+
+
+class Strategy(str, Enum):
+    greedy = "greedy"
+    sample = "sample"
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def reports_errors(command: Callable) -> Callable:
+    """Turn promptcli errors and Ctrl-C into a message and an exit code; a bug keeps its traceback
+    only when PROMPTCLI_DEBUG is set."""
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PromptcliError as exc:
+            ERR.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits: typer's own handling
+            raise
+        except KeyboardInterrupt:
+            ERR.print("[yellow]interrupted[/]: predictions computed so far are saved; continue with "
+                      "[bold]promptcli run --resume DIR[/]")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # a bug, not bad input
+            if os.environ.get("PROMPTCLI_DEBUG"):
+                raise
+            ERR.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
+                      "  set PROMPTCLI_DEBUG=1 for the traceback, and please report it")
+            raise typer.Exit(70) from None
+    return wrapper
+
+
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local model folder.")]
+VerbalizerOpt = Annotated[Optional[Path], typer.Option(help="Verbalizer YAML overriding the template's.")]
+ScorerOpt = Annotated[Scorer, typer.Option(help="Force the scorer; auto detects it from the model config.")]
+LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Data field holding the gold label [default: the template's, or 'label'].")]
+DataFormatOpt = Annotated[Optional[str], typer.Option(help="jsonl, json, csv or tsv [default: from the extension].")]
+MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Cap on input tokens [default: the model's maximum].")]
+TrustOpt = Annotated[bool, typer.Option(help="Allow model code from the hub (off unless you pass it).")]
+TrainOpt = Annotated[Optional[Path], typer.Option(help="Labelled rows to draw demonstrations from.")]
+ShotsOpt = Annotated[Optional[int], typer.Option(min=0, help="Number of demonstrations [default: the template's; 0: zero-shot].")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Seed for demonstrations and sampling [default: the template's].")]
+CacheOpt = Annotated[bool, typer.Option(help="Reuse scores of identical inputs from the score cache.")]
+StoreOpt = Annotated[Optional[Path], typer.Option(help="Run store (SQLite) [default: ~/.cache/promptcli/store.sqlite].")]
