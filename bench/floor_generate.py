@@ -7,11 +7,12 @@ token for all BÂ·N rows at once, with the same decoding as the template (top-k â
 temperature, renormalised after each filter) and the same stop rules: an end-of-sequence
 token ends a row without being kept, a stop string ends it after the token that completes
 it; finished rows are fed padding, masked out; the loop ends when every row is done or after
-`max_new_tokens`. What it leaves out is what a floor should: the filters run on the top-k
-candidates only (not the whole vocabulary), one batched `torch.multinomial` draws every row's
-token (one generator per run, not one per row), and stop strings are checked on each row's
-decoded new tokens as they come (not by decoding the whole text again). Building the inputs
-is outside the clock; the answer patterns and the vote are not run (they are promptcli's).
+`max_new_tokens`. The filters run on the top-k candidates only, as promptcli's do. What it
+leaves out is what a floor should: one batched `torch.multinomial` draws every row's token
+(one generator per run; promptcli gives every path its own, so a path does not depend on its
+batch), and stop strings are checked on each row's decoded new tokens as they come (not by
+decoding the whole text again). Building the inputs is outside the clock; the answer
+patterns and the vote are not run (they are promptcli's).
 """
 from __future__ import annotations
 
