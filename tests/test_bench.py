@@ -242,8 +242,8 @@ def test_peft_loop_trains_the_prompt_promptcli_tune_trains(tiny, tmp_path):
     from promptcli.tuning import tune
 
     write(tmp_path / "v.yaml", json.dumps({"labels": {"negative": ["terrible"], "positive": ["great"]}}))
-    template = write(tmp_path / "t.yaml", json.dumps({"kind": "manual", "text": "review : {{ text }} . it was {{ mask }}",
-                                                      "verbalizer": "v.yaml"}))
+    template = write(tmp_path / "t.yaml", json.dumps({
+        "kind": "manual", "text": "review : {{ text }} . it was {{ mask }}", "verbalizer": "v.yaml"}))
     train = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in sentences(8, seed=3)))
     job = {"template": str(template), "train": str(train), "model": tiny["gpt2"], "virtual_tokens": 4, "epochs": 2,
            "tune_batch_size": 3}
