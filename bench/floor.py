@@ -23,19 +23,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from promptcli.scoring.base import pad_right
+
+CPU = torch.device("cpu")  # the floor's tensors are built before the clock starts
+
 # The module after the encoder that maps hidden states to vocabulary logits.
 MLM_HEADS = {"bert": "cls", "roberta": "lm_head", "xlm-roberta": "lm_head", "camembert": "lm_head"}
-
-
-def pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R, T) ids and mask, right-padded to the longest row."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, :len(row)] = 1
-    return ids, mask
 
 
 def chunks(items: Sequence, size: int) -> list:
@@ -63,7 +56,7 @@ def mlm_floor(model: Any, tokenizer: Any, batches: list[list[Any]], batch_size: 
         inputs = [(e, n) for e in batch for n in sorted({len(w) for w in e.words.ids})]
         inputs.sort(key=lambda en: -(len(en[0].context) + en[1] + len(en[0].suffix)))
         for group in chunks(inputs, batch_size):
-            ids, mask = pad([e.context + (mask_id,) * n + e.suffix for e, n in group], pad_id)
+            ids, mask = pad_right([e.context + (mask_id,) * n + e.suffix for e, n in group], pad_id, CPU)
             rows = torch.tensor([r for r, (e, n) in enumerate(group) for _ in range(n)])
             cols = torch.tensor([len(e.context) + i for e, n in group for i in range(n)])
             calls.append((ids, mask, rows, cols))
@@ -106,7 +99,7 @@ class Prefill:
     @classmethod
     def build(cls, contexts: Sequence[Sequence[int]], prefix: tuple[int, ...], pad_id: int) -> Prefill:
         shared = len(prefix) if prefix and all(tuple(c[:len(prefix)]) == prefix for c in contexts) else 0
-        ids, own = pad([c[shared:] for c in contexts], pad_id)
+        ids, own = pad_right([c[shared:] for c in contexts], pad_id, CPU)
         mask = torch.cat([torch.ones((len(contexts), shared), dtype=own.dtype), own], dim=1)
         return cls(ids, mask, shared + torch.arange(ids.shape[1]).expand_as(ids), (own.sum(1) - 1)[:, None],
                    own.sum(1) + shared, shared)
@@ -145,7 +138,7 @@ def causal_floor(model: Any, tokenizer: Any, batches: list[list[Any]], batch_siz
             seqs = sorted({e.context + c[:-1] for e, row in zip(batch, conts) for c in row}, key=len,
                           reverse=True)
             for group in chunks(seqs, batch_size):
-                ids, mask = pad(group, pad_id)
+                ids, mask = pad_right(group, pad_id, CPU)
                 plan.append(("full", ids, mask))
                 positions += int(mask.sum())
                 sequences += len(group)
@@ -158,7 +151,7 @@ def causal_floor(model: Any, tokenizer: Any, batches: list[list[Any]], batch_siz
         extends = []
         for group in chunks(multi, batch_size):
             rows = torch.tensor([b for b, _ in group])
-            feed, feed_mask = pad([conts[b][w][:-1] for b, w in group], pad_id)
+            feed, feed_mask = pad_right([conts[b][w][:-1] for b, w in group], pad_id, CPU)
             where = prefill.lengths[rows, None] + torch.arange(feed.shape[1])[None]
             extends.append((rows, feed, torch.cat([prefill.mask[rows], feed_mask], dim=1), where, group))
             positions += int(feed_mask.sum())

@@ -55,27 +55,22 @@ class Pipeline:
 
     def word_scores(self, batch_size: int, order: list | None = None) -> dict[int, torch.Tensor]:
         """index → word scores, scoring `order` (default: data order) in batches of `batch_size`."""
-        scorer = self.scorer(batch_size)
-        items = order if order is not None else self.encoded
-        out = {}
-        with torch.inference_mode():
-            for start in range(0, len(items), batch_size):
-                batch = items[start:start + batch_size]
-                for enc, row in zip(batch, scorer.word_scores(batch)):
-                    out[enc.index] = row
-        return out
+        return self._batched(batch_size, order, lambda scorer, batch: scorer.word_scores(batch))
 
     def label_log_probs(self, batch_size: int, order: list | None = None) -> dict[int, torch.Tensor]:
+        return self._batched(batch_size, order,
+                             lambda scorer, batch: label_log_probs(scorer, self.prepared.verbalizer, batch))
+
+    def _batched(self, batch_size: int, order: list | None, score) -> dict[int, torch.Tensor]:
         scorer = self.scorer(batch_size)
         items = order if order is not None else self.encoded
         out = {}
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
                 batch = items[start:start + batch_size]
-                for enc, row in zip(batch, label_log_probs(scorer, self.prepared.verbalizer, batch)):
+                for enc, row in zip(batch, score(scorer, batch)):
                     out[enc.index] = row
         return out
-
 
 def count_model_work(model: torch.nn.Module) -> dict:
     """Count forward calls and real (unpadded) new token positions, independently of the scorer."""
