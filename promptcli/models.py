@@ -5,6 +5,7 @@ weights load separately. `trust_remote_code` stays off unless the user asks for 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -103,11 +104,8 @@ def max_positions(config: Any, tokenizer: Any) -> int:
 def load_info(name: str, *, scorer: str = "auto", trust_remote_code: bool = False,
               max_length: int | None = None) -> ModelInfo:
     """Load config and tokenizer; a clear ModelError when the name is neither a folder nor reachable."""
-    from transformers import AutoConfig, AutoTokenizer
-
     try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        config, tokenizer = _config_and_tokenizer(name, trust_remote_code, _folder_stamp(name))
     except (OSError, ValueError, KeyError) as exc:
         hint = ("pass a local model folder (with config.json and tokenizer files), or a hub id while online; "
                 "offline, set HF_HUB_OFFLINE=1 to skip the retries"
@@ -125,6 +123,24 @@ def load_info(name: str, *, scorer: str = "auto", trust_remote_code: bool = Fals
         limit = max_length
     return ModelInfo(name=name, config=config, tokenizer=tokenizer, kind=kind, max_length=limit,
                      trust_remote_code=trust_remote_code)
+
+
+def _folder_stamp(name: str) -> tuple:
+    """Name, size and mtime of a local folder's files: a changed file means a fresh load."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return ()
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file())
+
+
+@functools.lru_cache(maxsize=4)
+def _config_and_tokenizer(name: str, trust_remote_code: bool, stamp: tuple) -> tuple[Any, Any]:
+    """Loaded once per process: a tokenizer takes ~0.5 s to build, and `run`, `tune` and notebooks
+    calling `promptcli.run` again and again ask for the same one (neither is ever modified)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    return (AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code),
+            AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code))
 
 
 def resolve_device(device: str) -> torch.device:

@@ -55,7 +55,7 @@ def parameters_sha256(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())  # no copy: hashed in place
     return digest.hexdigest()
 
 
