@@ -92,7 +92,7 @@ class CausalLMScorer:
 
     def extend(self, cache, rows: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
                feeds: Sequence[Sequence[int]], contexts: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Feed continuation tokens after the cached contexts of `rows`; (R, T, V) log-probs."""
+        """Feed continuation tokens after the cached contexts of `rows`; (R, T, V) logits."""
         from transformers import DynamicCache
 
         if not splittable(cache):
@@ -107,11 +107,11 @@ class CausalLMScorer:
         self.positions += int(feed_mask.sum())
         out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions,
                          past_key_values=sub, use_cache=True)
-        return out.logits.float().log_softmax(-1)
+        return out.logits
 
     def recompute(self, contexts: Sequence[Sequence[int]], feeds: Sequence[Sequence[int]]) -> torch.Tensor:
         """Fallback for caches that cannot be split by row (recurrent or hybrid models): run context and
-        continuation together. Same scores, more positions; (R, T, V) log-probs at the fed tokens."""
+        continuation together. Same scores, more positions; (R, T, V) logits at the fed tokens."""
         ids, mask = pad_right([list(c) + list(f) for c, f in zip(contexts, feeds)], self.pad_id, self.device)
         self.calls += 1
         self.sequences += ids.shape[0]
@@ -121,7 +121,7 @@ class CausalLMScorer:
         width = max(len(f) for f in feeds)
         index = torch.tensor([[len(c) + min(j, len(f) - 1) for j in range(width)] for c, f in zip(contexts, feeds)],
                              device=self.device)
-        return logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1])).float().log_softmax(-1)
+        return logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
 
     def word_scores(self, batch: Sequence[Encoded]) -> torch.Tensor:
         conts = [self.continuations(enc) for enc in batch]
@@ -133,11 +133,11 @@ class CausalLMScorer:
         multi.sort(key=lambda bw: len(conts[bw[0]][bw[1]]))
         for group in chunks(multi, self.options.batch_size):
             rows = torch.tensor([b for b, _ in group], device=self.device)
-            log_probs = self.extend(cache, rows, mask, lengths, [conts[b][w][:-1] for b, w in group],
-                                    [enc.context for enc in batch])
-            for r, (b, w) in enumerate(group):
-                targets = torch.tensor(conts[b][w][1:], device=log_probs.device)
-                scores[b, w] += log_probs[r, torch.arange(len(targets)), targets].sum()
+            logits = self.extend(cache, rows, mask, lengths, [conts[b][w][:-1] for b, w in group],
+                                 [enc.context for enc in batch])
+            targets, real = pad_right([conts[b][w][1:] for b, w in group], 0, logits.device)
+            tail = torch.where(real.bool(), target_log_probs(logits, targets), 0.0).sum(1)
+            scores[rows, torch.tensor([w for _, w in group], device=self.device)] += tail.to(scores)
         return self.normalise(scores.cpu(), batch, conts)
 
     def normalise(self, scores: torch.Tensor, batch: Sequence[Encoded], conts: list[list[tuple[int, ...]]]
@@ -149,6 +149,13 @@ class CausalLMScorer:
                                  dtype=scores.dtype)
             return scores / chars.clamp(min=1)
         return scores
+
+
+def target_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) at each position of (R, T, V) logits: a gather and a log-sum-exp, without
+    writing a (R, T, V) log-softmax that would be read at one entry per position."""
+    logits = logits.float()
+    return logits.gather(-1, targets[..., None])[..., 0] - logits.logsumexp(-1)
 
 
 def splittable(cache) -> bool:
