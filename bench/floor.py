@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from promptcli.scoring.base import pad_right
+from promptcli.scoring.causal import cache_of
 
 CPU = torch.device("cpu")  # the floor's tensors are built before the clock starts
 
@@ -106,13 +107,11 @@ class Prefill:
 
     def run(self, model: Any, prefix_kv: list, use_cache: bool):
         """The model call: logits at each row's last position only, against the expanded prefix cache."""
-        from transformers import DynamicCache
-
         cache = None
         if self.shared:  # views of the one prefix cache, no copies
             batch = self.ids.shape[0]
-            cache = DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
-                                                 for k, v in prefix_kv], config=model.config)
+            cache = cache_of([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix_kv],
+                             model.config)
         return model(input_ids=self.ids, attention_mask=self.mask, position_ids=self.where, past_key_values=cache,
                      use_cache=use_cache or bool(self.shared), logits_to_keep=self.last)
 
@@ -121,14 +120,13 @@ def prefix_cache(model: Any, prefix: tuple[int, ...]) -> list:
     """(keys, values) per layer of the shared prefix: computed once per run."""
     if not prefix:
         return []
-    out = model(input_ids=torch.tensor([prefix]), position_ids=torch.arange(len(prefix))[None], use_cache=True)
+    out = model(input_ids=torch.tensor([prefix]), position_ids=torch.arange(len(prefix))[None], use_cache=True,
+                logits_to_keep=1)
     return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
 
 
 def causal_floor(model: Any, tokenizer: Any, batches: list[list[Any]], batch_size: int, naive: bool,
                  prefix: tuple[int, ...] = ()) -> Floor:
-    from transformers import DynamicCache
-
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     plan = []
     positions, sequences = len(prefix), int(bool(prefix))
@@ -169,8 +167,8 @@ def causal_floor(model: Any, tokenizer: Any, batches: list[list[Any]], batch_siz
             out = prefill.run(model, kv, use_cache=bool(extends))
             scores = _first_scores(out.logits[:, 0], conts) if keep is not None else None
             for rows, feed, attention, feed_where, group in extends:
-                sub = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows])
-                                                   for layer in out.past_key_values.layers], config=model.config)
+                sub = cache_of([(layer.keys[rows], layer.values[rows]) for layer in out.past_key_values.layers],
+                               model.config)
                 logits = model(input_ids=feed, attention_mask=attention, position_ids=feed_where,
                                past_key_values=sub, use_cache=True).logits
                 if keep is not None:

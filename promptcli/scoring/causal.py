@@ -49,7 +49,9 @@ class CausalLMScorer:
         self.calls += 1
         self.sequences += 1
         self.positions += length
-        out = self.model(input_ids=ids, position_ids=torch.arange(length, device=self.device)[None], use_cache=True)
+        kwargs = {"logits_to_keep": 1} if self.keeps_logits else {}  # the prefix's logits are never read
+        out = self.model(input_ids=ids, position_ids=torch.arange(length, device=self.device)[None], use_cache=True,
+                         **kwargs)
         if not splittable(out.past_key_values):
             self.prefix = ()
             return 0
@@ -73,11 +75,9 @@ class CausalLMScorer:
         positions = shared + torch.arange(ids.shape[1], device=self.device).expand_as(ids)
         last = (lengths - shared - 1)[:, None]  # (B, 1): each row's last own token
         kwargs = {"logits_to_keep": last} if self.keeps_logits else {}
-        if shared:
-            from transformers import DynamicCache
-            kwargs["past_key_values"] = DynamicCache(
-                ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.prefix_kv],
-                config=self.config)
+        if shared:  # views of the one prefix cache, expanded to the batch
+            kwargs["past_key_values"] = cache_of(
+                [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.prefix_kv], self.config)
         self.calls += 1
         self.sequences += batch
         self.prefills += batch
@@ -93,12 +93,9 @@ class CausalLMScorer:
     def extend(self, cache, rows: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
                feeds: Sequence[Sequence[int]], contexts: Sequence[Sequence[int]]) -> torch.Tensor:
         """Feed continuation tokens after the cached contexts of `rows`; (R, T, V) logits."""
-        from transformers import DynamicCache
-
         if not splittable(cache):
             return self.recompute([contexts[r] for r in rows.tolist()], feeds)
-        sub = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers],
-                           config=self.config)
+        sub = cache_of([(layer.keys[rows], layer.values[rows]) for layer in cache.layers], self.config)
         ids, feed_mask = pad_right(feeds, self.pad_id, self.device)
         positions = lengths[rows, None] + torch.arange(ids.shape[1], device=self.device)[None]
         attention = torch.cat([mask[rows], feed_mask], dim=1)
@@ -156,6 +153,26 @@ def target_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     writing a (R, T, V) log-softmax that would be read at one entry per position."""
     logits = logits.float()
     return logits.gather(-1, targets[..., None])[..., 0] - logits.logsumexp(-1)
+
+
+def cache_of(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], config):
+    """A `DynamicCache` that holds each layer's (keys, values) as given, views included.
+
+    `DynamicCache(ddp_cache_data=...)` first copies every layer (a concatenation onto an empty
+    tensor) before the model's own update copies it again with the new tokens; for a prefix
+    expanded to the batch that first copy is as large as the batch's whole cache. Layers of other
+    kinds (sliding windows) keep their own `update`."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=config)
+    for layer, (keys, values) in zip(cache.layers, layers):
+        if type(layer) is DynamicLayer:
+            layer.lazy_initialization(keys, values)
+            layer.keys, layer.values = keys, values
+        else:
+            layer.update(keys, values)
+    return cache
 
 
 def splittable(cache) -> bool:
