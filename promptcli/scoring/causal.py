@@ -168,7 +168,7 @@ def cache_of(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], config):
     cache = DynamicCache(config=config)
     for layer, (keys, values) in zip(cache.layers, layers):
         if type(layer) is DynamicLayer:
-            layer.lazy_initialization(keys, values)
+            layer.update(keys[..., :0, :], values[..., :0, :])  # sets its dtype and device, copies nothing
             layer.keys, layer.values = keys, values
         else:
             layer.update(keys, values)
