@@ -56,6 +56,29 @@ def agreement_summary(agreements: Sequence[float]) -> dict:
     return {"mean": sum(agreements) / len(agreements) if agreements else 0.0, "histogram": histogram}
 
 
+def path_summary(answers: Sequence[Sequence[str | None]]) -> dict:
+    """Self-consistency, per reasoning path: how many paths gave an answer that maps to a label.
+
+    Example-level `coverage` only says whether *some* path answered; this says how many did.
+    """
+    total = sum(len(a) for a in answers)
+    answered = sum(1 for paths in answers for a in paths if a is not None)
+    return {"total": total, "answered": answered, "abstained": total - answered,
+            "coverage": answered / total if total else 0.0}
+
+
+def tie_summary(ties: Sequence[bool], pred: Sequence[str | None], labels: Sequence[str], rule: str,
+                gold: Sequence[str | None] | None = None) -> dict:
+    """Self-consistency: examples whose vote was tied, the rule that broke the ties, and which label
+    each tie went to (`given_to`); with gold labels, how many broken ties were right (`correct`)."""
+    tied = [i for i, t in enumerate(ties) if t]
+    out = {"count": len(tied), "rule": rule,
+           "given_to": {label: sum(1 for i in tied if pred[i] == label) for label in labels}}
+    if gold is not None:
+        out["correct"] = sum(1 for i in tied if pred[i] is not None and pred[i] == gold[i])
+    return out
+
+
 def prediction_counts(pred: Sequence[str | None], labels: Sequence[str]) -> dict[str, int]:
     """How often each label was predicted (the only summary possible without gold labels)."""
     counts = {label: sum(1 for p in pred if p == label) for label in labels}

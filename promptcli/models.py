@@ -24,7 +24,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class ModelInfo:
-    """Config + tokenizer of a model: everything but the weights."""
+    """Config + tokenizer of a model: everything but the weights.
+
+    `name` is what the user wrote (a hub id, a folder, a .gguf, a short name); `path` is what
+    `from_pretrained` loads (for a GGUF, its converted folder, described by `source`)."""
 
     name: str
     config: Any
@@ -32,6 +35,11 @@ class ModelInfo:
     kind: ScorerKind
     max_length: int
     trust_remote_code: bool = False
+    path: str = ""
+    source: dict | None = None  # the GGUF a converted folder came from: file, sha256, quantization
+
+    def __post_init__(self) -> None:
+        self.path = self.path or self.name
 
     @property
     def config_sha256(self) -> str:
@@ -41,7 +49,9 @@ class ModelInfo:
     def fingerprint(self) -> str:
         """Identity of config *and* weights, cheap to compute: hashes of each weight file's size and ends."""
         digest = hashlib.sha256(self.config_sha256.encode())
-        folder = Path(self.name)
+        if self.source is not None:
+            digest.update(f"gguf:{self.source['sha256']}".encode())
+        folder = Path(self.path)
         if folder.is_dir():
             for file in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
                 size = file.stat().st_size
@@ -51,7 +61,7 @@ class ModelInfo:
                     tail = handle.read()
                 digest.update(f"{file.name}:{size}".encode() + head + tail)
         else:
-            digest.update(str(getattr(self.config, "_commit_hash", None) or self.name).encode())
+            digest.update(str(getattr(self.config, "_commit_hash", None) or self.path).encode())
         return digest.hexdigest()
 
 
@@ -101,15 +111,33 @@ def max_positions(config: Any, tokenizer: Any) -> int:
     return min(candidates) if candidates else 2048
 
 
+def resolve_model(name: str, *, progress: bool = True) -> tuple[str, dict | None]:
+    """What `from_pretrained` should load for `name`, and the GGUF it came from (or None).
+
+    A short name of an embedded model, a `.gguf` file, or a folder holding one `.gguf` become the
+    converted folder in the model cache (converted on first use); anything else stays as it is."""
+    from . import embedded, gguf
+
+    if name in embedded.MODELS:
+        folder = embedded.MODELS[name].folder(progress=progress)
+        return str(folder), gguf.source_of(folder)
+    file = gguf.gguf_file_of(name)
+    if file is None:
+        return name, None
+    folder, source = gguf.resolve_file(file, progress=progress)
+    return str(folder), source
+
+
 def load_info(name: str, *, scorer: str = "auto", trust_remote_code: bool = False,
               max_length: int | None = None) -> ModelInfo:
     """Load config and tokenizer; a clear ModelError when the name is neither a folder nor reachable."""
+    path, source = _resolved(name)
     try:
-        config, tokenizer = _config_and_tokenizer(name, trust_remote_code, _folder_stamp(name))
+        config, tokenizer = _config_and_tokenizer(path, trust_remote_code, _folder_stamp(path))
     except (OSError, ValueError, KeyError) as exc:
-        hint = ("pass a local model folder (with config.json and tokenizer files), or a hub id while online; "
-                "offline, set HF_HUB_OFFLINE=1 to skip the retries"
-                if not Path(name).is_dir() else "the folder needs config.json and tokenizer files")
+        hint = ("pass a local model folder (with config.json and tokenizer files), a .gguf file, an embedded "
+                "model (`promptcli models`), or a hub id while online; offline, set HF_HUB_OFFLINE=1 to skip "
+                "the retries" if not Path(path).is_dir() else "the folder needs config.json and tokenizer files")
         raise ModelError(f"cannot load model '{name}': {_first_line(exc)}", hint=hint) from None
     kind = detect_kind(config) if scorer == "auto" else scorer
     if kind not in ("mlm", "causal"):
@@ -122,7 +150,20 @@ def load_info(name: str, *, scorer: str = "auto", trust_remote_code: bool = Fals
             raise ModelError(f"--max-length {max_length} exceeds the model's limit of {limit} tokens")
         limit = max_length
     return ModelInfo(name=name, config=config, tokenizer=tokenizer, kind=kind, max_length=limit,
-                     trust_remote_code=trust_remote_code)
+                     trust_remote_code=trust_remote_code, path=path, source=source)
+
+
+_RESOLVED: dict[tuple, tuple[str, dict | None]] = {}
+
+
+def _resolved(name: str) -> tuple[str, dict | None]:
+    """`resolve_model` once per process for the same file (checking a converted folder reads all of it)."""
+    path = Path(name)
+    key = (name, path.stat().st_mtime_ns if path.is_file() else None)
+    hit = _RESOLVED.get(key)
+    if hit is None or (hit[1] is not None and not Path(hit[0]).exists()):
+        hit = _RESOLVED[key] = resolve_model(name)
+    return hit
 
 
 def _folder_stamp(name: str) -> tuple:
@@ -182,7 +223,7 @@ def load_model(info: ModelInfo, *, device: str = "auto", dtype: str = "auto") ->
     torch_dtype = resolve_dtype(dtype, where)
     auto = AutoModelForMaskedLM if info.kind == "mlm" else AutoModelForCausalLM
     try:
-        model = auto.from_pretrained(info.name, dtype=torch_dtype, trust_remote_code=info.trust_remote_code)
+        model = auto.from_pretrained(info.path, dtype=torch_dtype, trust_remote_code=info.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the weights of '{info.name}' as a {info.kind} model: {_first_line(exc)}",
                          hint="check the folder holds model weights (model.safetensors), or force --scorer") from None

@@ -31,6 +31,7 @@ class Prediction:
     reasoning: str | list[str] | None = None
     answers: list[str | None] | None = None  # self-consistency: each path's label
     agreement: float | None = None  # self-consistency: share of paths that agree with `pred`
+    tie: bool | None = None  # self-consistency: the vote was tied, `pred` is the first tied label
 
     def to_json(self) -> str:
         data = {k: v for k, v in asdict(self).items() if v is not None or k in ("gold", "pred")}

@@ -150,17 +150,18 @@ class GenerativePredictor:
         return self._by_trigger(batch, reasoning)
 
     def _prediction(self, enc: Encoded, pred: str | None, probs: dict[str, float], texts: list[str],
-                    answers: list, agreement: float) -> Prediction:
+                    answers: list, agreement: float, tie: bool) -> Prediction:
         sc = self.self_consistency
         return Prediction(index=enc.index, gold=self.prepared.gold[enc.index], pred=pred, probs=probs,
                           truncated=enc.truncated, abstained=pred is None, reasoning=texts if sc else texts[0],
-                          answers=answers if sc else None, agreement=round(agreement, 6) if sc else None)
+                          answers=answers if sc else None, agreement=round(agreement, 6) if sc else None,
+                          tie=tie if sc else None)
 
     def _by_pattern(self, enc: Encoded, texts: list[str]) -> Prediction:
         mapped = [self.answers.label(extract(t, self.pattern)) for t in texts]
         result = vote(mapped, self.labels)
         return self._prediction(enc, result.pred, rounded(self.labels, result.shares.values()), texts, mapped,
-                                result.agreement)
+                                result.agreement, result.tie)
 
     def _by_trigger(self, batch: list[Encoded], reasoning: list[list[str]]) -> list[Prediction]:
         """Score the label words after `prompt + reasoning + trigger` (the same causal scoring as `run`)."""
@@ -173,8 +174,9 @@ class GenerativePredictor:
         out = []
         for e, texts, per_sample in zip(batch, reasoning, probs):
             mean = per_sample.mean(0)
-            pred = self.labels[int(mean.argmax())]
+            pred = self.labels[int(mean.argmax())]  # the first of equal maxima, like the vote
             own = [self.labels[int(p.argmax())] for p in per_sample]
             agreement = sum(label == pred for label in own) / len(own)
-            out.append(self._prediction(e, pred, rounded(self.labels, mean.tolist()), texts, own, agreement))
+            tie = int((mean == mean.max()).sum()) > 1
+            out.append(self._prediction(e, pred, rounded(self.labels, mean.tolist()), texts, own, agreement, tie))
         return out

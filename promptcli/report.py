@@ -24,11 +24,22 @@ def summary_table(result: RunResult) -> Table:
         table.add_row("accuracy", _pct(metrics["accuracy"]))
         table.add_row("macro-F1", _pct(metrics["macro_f1"]))
     if "coverage" in metrics:
-        table.add_row("coverage (answered)", _pct(metrics["coverage"]))
+        table.add_row("coverage (examples answered)", _pct(metrics["coverage"]))
         table.add_row("accuracy over answered", _pct(metrics["accuracy_answered"]))
-        table.add_row("abstentions", str(metrics["abstentions"]))
+        table.add_row("abstentions (examples)", str(metrics["abstentions"]))
+    paths = metrics.get("paths")
+    if paths:
+        table.add_row("paths answered", f"{paths['answered']} / {paths['total']} ({_pct(paths['coverage'])}%)")
+        table.add_row("path abstentions", str(paths["abstained"]))
     if "agreement" in metrics:
         table.add_row("mean agreement", _pct(metrics["agreement"]["mean"]))
+    ties = metrics.get("ties")
+    if ties is not None:
+        right = f" ({ties['correct']} right)" if ties["count"] and "correct" in ties else ""
+        table.add_row("tied votes", f"{ties['count']}{right}")
+        if ties["count"]:
+            given = ", ".join(f"{label} {n}" for label, n in ties["given_to"].items() if n)
+            table.add_row(f"ties given to ({ties['rule']})", given)
     counts = record["counts"]
     table.add_row("examples", str(metrics["n"]))
     demos = counts.get("demonstrations")

@@ -15,10 +15,12 @@ from rich.progress import Progress
 
 from .data import Dataset, LabelSpace, Skipped, load_dataset
 from .demos import DemoSelector
+from .embedded import default_model
 from .encode import Encoded, Encoder, make_encoder
 from .errors import DataError, RunError
 from .evaluate import Evaluation, evaluate
-from .metrics import agreement_summary, classification_metrics, prediction_counts
+from .answers import TIE_RULE
+from .metrics import agreement_summary, classification_metrics, path_summary, prediction_counts, tie_summary
 from .models import LoadedModel, ModelInfo, load_info, load_model, resolve_device
 from .progress import warn
 from .scorecache import ScoreCache
@@ -116,11 +118,8 @@ class RunResult:
 
 
 def model_name(template: TemplateFile, model: str | None) -> str:
-    name = model or template.spec.model
-    if not name:
-        raise RunError("no model given and the template names no default model", path=str(template.path),
-                       hint="pass --model (a hub id or a local folder)")
-    return name
+    """--model, else the template's `model`, else the embedded default model (when installed)."""
+    return model or template.spec.model or default_model()
 
 
 def load_inputs(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None) -> Inputs:
@@ -242,7 +241,7 @@ class ModelPool:
         self.load_seconds = 0.0
 
     def get(self, info: ModelInfo, device: str, dtype: str) -> LoadedModel:
-        key = (info.name, info.kind, device, dtype)
+        key = (info.path, info.kind, device, dtype)
         if key not in self._models:
             start = time.perf_counter()
             self._models[key] = load_model(info, device=device, dtype=dtype)
@@ -310,6 +309,7 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
         "status": "running", "command": command, "started": _now(), "config": asdict(config),
         "template_name": prepared.template.name, "kind": prepared.template.kind,
         "scorer": prepared.info.kind, "labels": prepared.verbalizer.labels, "hashes": hashes,
+        "model": {"name": prepared.info.name, "path": prepared.info.path, "gguf": prepared.info.source},
         "versions": versions(), "counts": _counts(prepared), "skipped_rows": [asdict(s) for s in prepared.dataset.skipped],
     }
     write_json(out_dir / RUN, record)
@@ -361,6 +361,9 @@ def run_metrics(prepared: Prepared, predictions: list[Prediction]) -> dict[str, 
         metrics = {"n": len(predictions), "predicted": prediction_counts([p.pred for p in predictions], labels)}
     if prepared.template.kind == "self-consistency":
         metrics["agreement"] = agreement_summary([p.agreement for p in predictions])
+        metrics["paths"] = path_summary([p.answers or [] for p in predictions])
+        metrics["ties"] = tie_summary([bool(p.tie) for p in predictions], [p.pred for p in predictions], labels,
+                                      TIE_RULE, [p.gold for p in predictions] if prepared.dataset.labeled else None)
     return metrics
 
 

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -106,12 +107,22 @@ def expand(spec: SweepSpec) -> list[Variant]:
         spec.templates, spec.verbalizers, spec.models, spec.shots, spec.seeds, spec.normalize, spec.calibrate)]
 
 
+def template_labels(templates: list[str]) -> dict[str, str]:
+    """A template's file stem, or `folder/stem` where two templates share a stem (their rows would merge)."""
+    stems = Counter(Path(t).stem for t in set(templates))
+    labels = {t: Path(t).stem if stems[Path(t).stem] == 1 else f"{Path(t).parent.name}/{Path(t).stem}"
+              for t in set(templates)}
+    clashes = Counter(labels.values())
+    return {t: label if clashes[label] == 1 else t for t, label in labels.items()}
+
+
 def display_names(variants: list[Variant]) -> dict[Variant, str]:
     """Short names: the template, the model, and only the axes that take several values."""
     varying = [a for a in AXES[2:] if len({getattr(v, a) for v in variants}) > 1]
+    labels = template_labels([v.template for v in variants])
     names = {}
     for v in variants:
-        parts = [Path(v.template).stem]
+        parts = [labels[v.template]]
         if v.verbalizer or len({x.verbalizer for x in variants}) > 1:
             parts.append(f"verbalizer={Path(v.verbalizer).stem if v.verbalizer else 'own'}")
         parts += [f"model={Path(v.model.rstrip('/')).name}" if a == "model" else f"{a}={getattr(v, a)}"
@@ -236,7 +247,8 @@ def _ensembles(results: dict[Variant, Scored], names: dict[Variant, str], spec: 
                                                labels)["accuracy"] for _, s in members]
         predictions = ensemble([s.predictions for _, s in members], labels, weights)
         first = members[0][0]
-        name = names[first].replace(Path(first.template).stem, "ensemble" + ("(weighted)" if spec.weighted else ""), 1)
+        label = template_labels([v.template for v in names])[first.template]
+        name = names[first].replace(label, "ensemble" + ("(weighted)" if spec.weighted else ""), 1)
         folder = out / "ensembles" / re.sub(r"[^\w.=-]+", "_", name)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / PREDICTIONS).write_text("".join(p.to_json() + "\n" for p in predictions), encoding="utf-8")

@@ -55,7 +55,8 @@ def parameters_sha256(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())  # no copy: hashed in place
+        # no copy: hashed in place; reshape first, since a 0-dim tensor (Gemma 3's embed_scale) has no byte view
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import promptcli
 import promptcli.predictors as predictors
-from conftest import REPO, write
+from conftest import EXAMPLE_ROWS, REPO, write
 from promptcli.calibration import calibrate, content_free_inputs, default_premise
 from promptcli.cli import app
 from promptcli.errors import RunError
@@ -96,8 +96,8 @@ def test_content_free_and_premise_terms_are_computed_once(tiny, tmp_path, monkey
     result = promptcli.run(str(REPO / "templates/sst2/causal.yaml"), DATA, tiny["gpt2"], out=tmp_path / "o",
                            progress=False, calibrate="contextual", normalize="pmi", batch_size=4, cache=False)
     assert calls == {"content_free": 1, "premise": 1}
-    # 40 examples + 2 content-free inputs + 1 premise, plus at most one shared prefix
-    assert 43 <= result.record["work"]["forward_passes"] <= 44
+    # every example + 2 content-free inputs + 1 premise, plus at most one shared prefix
+    assert EXAMPLE_ROWS + 3 <= result.record["work"]["forward_passes"] <= EXAMPLE_ROWS + 4
 
 
 def test_pmi_and_calibration_are_refused_where_they_cannot_apply(tiny, tmp_path):
@@ -112,8 +112,9 @@ def test_pmi_and_calibration_are_refused_where_they_cannot_apply(tiny, tmp_path)
 def test_score_cache_hits_skip_the_model_and_change_nothing(tiny, tmp_path):
     first = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "a", progress=False, calibrate="contextual")
     second = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "b", progress=False, calibrate="contextual")
-    assert first.record["cache"] == {"hits": 0, "misses": 43, "writes": 43, "corrupt": 0}  # 40 + 3 content-free
-    assert second.record["cache"] == {"hits": 43, "misses": 0, "writes": 0, "corrupt": 0}
+    n = EXAMPLE_ROWS + 3  # every example + 3 content-free inputs
+    assert first.record["cache"] == {"hits": 0, "misses": n, "writes": n, "corrupt": 0}
+    assert second.record["cache"] == {"hits": n, "misses": 0, "writes": 0, "corrupt": 0}
     assert second.record["work"]["model_calls"] == 0 and second.record["timing"]["load_model_s"] == 0
     assert (tmp_path / "a/predictions.jsonl").read_bytes() == (tmp_path / "b/predictions.jsonl").read_bytes()
     # scores do not depend on the batch size, so another batching reuses them too
@@ -135,7 +136,7 @@ def test_a_corrupted_cache_is_reported_and_rebuilt(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     assert "warning" in result.stderr and "scores.sqlite" in result.stderr
     assert list(home.glob("scores.sqlite.corrupt-*"))  # kept aside, never trusted
-    assert json.loads((tmp_path / "o/run.json").read_text())["cache"]["writes"] == 40
+    assert json.loads((tmp_path / "o/run.json").read_text())["cache"]["writes"] == EXAMPLE_ROWS
 
 
 def test_runs_are_recorded_and_can_be_listed_shown_and_compared(tiny, tmp_path):
@@ -150,7 +151,7 @@ def test_runs_are_recorded_and_can_be_listed_shown_and_compared(tiny, tmp_path):
     shown = json.loads(runner.invoke(app, ["runs", "show", str(a.record["store_id"])]).stdout)
     assert shown["metrics"]["accuracy"] == a.accuracy and shown["record"]["hashes"] == a.record["hashes"]
     compared = runner.invoke(app, ["runs", "compare", str(a.record["store_id"]), str(b.record["store_id"])])
-    assert compared.exit_code == 0 and "McNemar's exact test on 40 shared examples" in compared.stdout
+    assert compared.exit_code == 0 and f"McNemar's exact test on {EXAMPLE_ROWS} shared examples" in compared.stdout
     assert "hash.verbalizer" in compared.stdout  # what differs is shown
     missing = runner.invoke(app, ["runs", "show", "999"])
     assert missing.exit_code == 6 and "999" in missing.stderr

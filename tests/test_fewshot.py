@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import promptcli
-from conftest import REPO, write
+from conftest import EXAMPLE_ROWS, REPO, write
 from helpers import count_model_work, sentences
 from promptcli.data import Example
 from promptcli.demos import DemoSelector
@@ -179,7 +179,7 @@ def test_chat_template_puts_the_slot_in_the_assistant_turn(tiny, tmp_path):
     assert prepared.encoded[0].context[0] != prepared.info.tokenizer.bos_token_id
     result = promptcli.run(chat_template(tmp_path), str(REPO / "examples/sst2.jsonl"), tiny["llama"],
                            out=tmp_path / "o", train=str(REPO / "examples/sst2.jsonl"), progress=False)
-    assert result.metrics["n"] == 40
+    assert result.metrics["n"] == EXAMPLE_ROWS
 
 
 def test_chat_without_a_chat_template_is_a_clear_error(tiny, tmp_path):

@@ -181,3 +181,16 @@ def test_a_repeated_sweep_reads_the_score_cache_and_says_so(tiny, tmp_path):
     assert [r["cached"] for r in first] == [0.0, 0.0] and [r["cached"] for r in again] == [1.0, 1.0]
     assert [r["value"] for r in again] == [r["value"] for r in first]
     assert (tmp_path / "again/report.md").read_text().count("(cached)") == 2
+
+
+def test_templates_sharing_a_file_name_stay_separate_rows(tiny, tmp_path):
+    """Two `causal.yaml` in different folders once merged into one row (averaged like seeds)."""
+    text = {"a": "'Review: {{ text }} It was {{ mask }}'", "b": "'{{ text }} All in all it was {{ mask }}'"}
+    paths = [write(tmp_path / folder / "causal.yaml", f"kind: manual\ntext: {body}\n"
+                   f"verbalizer: {REPO / 'verbalizers/sst2.yaml'}\n") for folder, body in text.items()]
+    result = CliRunner().invoke(app, ["sweep", *map(str, paths), "--data", DATA, "--model", tiny["gpt2"],
+                                      "--out", str(tmp_path / "out"), "--format", "json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["leaderboard"]
+    assert sorted(r["variant"] for r in rows) == ["a/causal", "b/causal"]
+    assert all(r["seeds"] == 1 for r in rows)

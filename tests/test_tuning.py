@@ -215,3 +215,28 @@ def test_two_processes_under_accelerate_launch(task, tmp_path):
         [c["dev_accuracy"] for c in single.curve], abs=1 / 64)
     torch.testing.assert_close(load_soft_prompt(tmp_path / "two").embeddings,
                                load_soft_prompt(single.out_dir).embeddings, atol=1e-4, rtol=0)
+
+
+def test_tune_works_on_a_model_with_zero_dim_buffers(tiny, tmp_path):
+    """Gemma 3 keeps `embed_scale` as a 0-dim buffer; the frozen-weight hash once failed on it (exit 70)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaTokenizer
+    import tiny as tiny_models
+
+    tokenizer = LlamaTokenizer.from_pretrained(tiny["llama"])
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=256,
+                              sliding_window=8, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                              pad_token_id=tokenizer.eos_token_id, architectures=["Gemma3ForCausalLM"])
+    folder = tiny_models._save(tmp_path / "gemma3", tokenizer, Gemma3ForCausalLM, config, seed=0)
+    loaded = load_model(load_info(str(folder)), device="cpu", dtype="float32")
+    assert any(b.dim() == 0 for b in loaded.model.buffers())
+    before = parameters_sha256(loaded.model)
+    loaded.model.model.embed_tokens.embed_scale.add_(1.0)  # the 0-dim buffer is covered by the hash
+    assert parameters_sha256(loaded.model) != before
+
+    rows = [{"text": w, "label": i % 2} for i, w in enumerate(["great movie", "bad plot"] * 4)]
+    data = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    template = write(tmp_path / "t.yaml", "kind: manual\ntext: 'review : {{ text }} it was {{ mask }}'\n" + VERB)
+    result = tune(template, data, str(folder), out=tmp_path / "prompt", progress=False, virtual_tokens=2, epochs=1,
+                  batch_size=4, lr=0.1)
+    assert load_file(result.out_dir / "adapter_model.safetensors")["prompt_embeddings"].shape == (2, 32)

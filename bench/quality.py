@@ -1,0 +1,246 @@
+"""Quality on real weights: every task × embedded model × setting, the README's Quality table.
+
+    python bench/quality.py [--tasks sst2,sst5,...] [--models gemma-3-270m,smollm2-135m-instruct]
+        [--settings zero,calibrated,pmi,fewshot,tuned] [--seeds 13,21,42,87,100] [--out bench-quality]
+
+Settings, each on the task's whole evaluation set (the shipped template of the model's kind:
+`causal.yaml` for the base model, `chat.yaml` for the instruct model):
+- majority: the share of the most frequent gold label (no model);
+- zero: the template with calibration and normalisation off;
+- calibrated: contextual calibration (content-free inputs), normalisation off;
+- pmi: domain-conditional PMI, calibration off;
+- fewshot: the template's scoring defaults, with demonstrations drawn from the 16-shot split of
+  each seed (`per_class` per task below, balanced, in the seed's order);
+- tuned: a soft prompt trained with `promptcli tune` on each seed's 16-shot split (sst2, sst5, rte).
+
+16-shot splits follow LM-BFF: shuffle the train file's row indices with `random.Random(seed)` and
+keep the first 16 rows of each label, in that order (SST-2's are the ones in ../shared/data).
+RTE and CB have no training split here: one split (seed 13; CB: 4 per label, it has 5 neutral
+rows) is drawn from dev, and every setting, zero-shot included, is evaluated on the rest of dev.
+
+Every run is an ordinary `promptcli.run` output folder under `--out`; a finished one is read back,
+an interrupted one resumes, so the script can be stopped and started again. Scores are shared
+through one score cache, so calibrated and PMI cost little once zero-shot has run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import promptcli  # noqa: E402
+from promptcli.outputs import METRICS, RUN, read_json  # noqa: E402
+
+SEEDS = (13, 21, 42, 87, 100)
+MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
+TEMPLATE = {"gemma-3-270m": "causal", "smollm2-135m-instruct": "chat"}
+
+
+@dataclass(frozen=True)
+class Task:
+    eval: str  # relative to --data-dir
+    train: str | None  # the pool the 16-shot splits come from (None: drawn from eval, held out)
+    per_class: int  # demonstrations per label in few-shot
+    k: int = 16  # rows per label in a split
+    tuned: bool = False  # soft prompts in the table
+
+
+TASKS = {
+    "sst2": Task("sst2/dev.jsonl", "sst2/train-16-{seed}.jsonl", per_class=4, tuned=True),
+    "sst5": Task("sst5/test.jsonl", "sst5/train.jsonl", per_class=2, tuned=True),
+    "mr": Task("mr/test.jsonl", "mr/train.jsonl", per_class=4),
+    "cr": Task("cr/test.jsonl", "cr/train.jsonl", per_class=4),
+    "mpqa": Task("mpqa/test.jsonl", "mpqa/train.jsonl", per_class=4),
+    "subj": Task("subj/test.jsonl", "subj/train.jsonl", per_class=4),
+    "rte": Task("rte/dev.jsonl", None, per_class=2, tuned=True),
+    "cb": Task("cb/dev.jsonl", None, per_class=1, k=4),
+}
+
+# LM-BFF (Gao et al., 2021), Table 3: RoBERTa-large (355M, a masked LM), K = 16 per label, 5 splits.
+LM_BFF = {
+    "sst2": {"zero": 83.6, "fewshot": "84.8 (1.3)"}, "sst5": {"zero": 35.0, "fewshot": "30.6 (0.9)"},
+    "mr": {"zero": 80.8, "fewshot": "80.5 (1.7)"}, "cr": {"zero": 79.5, "fewshot": "87.4 (0.8)"},
+    "mpqa": {"zero": 67.6, "fewshot": "63.8 (2.1)"}, "subj": {"zero": 51.4, "fewshot": "53.6 (1.0)"},
+    "rte": {"zero": 51.3, "fewshot": "60.4 (1.4)"},
+}
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def k_shot(rows: list[dict], seed: int, k: int) -> list[int]:
+    """LM-BFF's split: row indices shuffled with random.Random(seed), the first k of each label, in order."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    taken: Counter = Counter()
+    chosen = []
+    for i in order:
+        if taken[rows[i]["label"]] < k:
+            taken[rows[i]["label"]] += 1
+            chosen.append(i)
+    return chosen
+
+
+class Splits:
+    """The evaluation file and each seed's 16-shot training file of a task (written under --out)."""
+
+    def __init__(self, name: str, task: Task, data_dir: Path, out: Path):
+        self.name, self.task, self.data_dir, self.folder = name, task, data_dir, out / "splits" / name
+        eval_rows = read_rows(data_dir / task.eval)
+        if task.train is None:  # no training split: hold one out of the evaluation file
+            held = k_shot(eval_rows, 13, task.k)
+            self._pool = write_rows(self.folder / "train.jsonl", [eval_rows[i] for i in held])
+            eval_rows = [r for i, r in enumerate(eval_rows) if i not in set(held)]
+            self.eval = write_rows(self.folder / "eval.jsonl", eval_rows)
+        else:
+            self.eval = data_dir / task.eval
+        self.gold = [r["label"] for r in eval_rows]
+
+    def train(self, seed: int) -> Path:
+        if self.task.train is None:
+            return self._pool
+        if "{seed}" in self.task.train:
+            return self.data_dir / self.task.train.format(seed=seed)
+        path = self.folder / f"train-{self.task.k}-{seed}.jsonl"
+        if not path.exists():
+            rows = read_rows(self.data_dir / self.task.train)
+            write_rows(path, [rows[i] for i in k_shot(rows, seed, self.task.k)])
+        return path
+
+    def majority(self) -> float:
+        return Counter(self.gold).most_common(1)[0][1] / len(self.gold)
+
+
+def run_once(out: Path, **kwargs) -> dict:
+    """One promptcli run; a finished folder is read back, an interrupted one resumes."""
+    if (out / METRICS).exists() and read_json(out / RUN).get("status") == "finished":
+        return read_json(out / METRICS)
+    if (out / RUN).exists():
+        return promptcli.run(resume=out, progress=False, **{k: v for k, v in kwargs.items()
+                                                           if k in ("cache", "store")}).metrics
+    return promptcli.run(out=out, progress=False, **kwargs).metrics
+
+
+def tuned_prompt(folder: Path, template: Path, train: Path, model: str, seed: int) -> Path:
+    from promptcli.tuning import tune
+
+    if (folder / "adapter_model.safetensors").exists():
+        return folder
+    tune(template, train, model, out=folder, progress=False, resume=(folder / "checkpoint").exists(),
+         seed=seed, virtual_tokens=TUNE["virtual_tokens"], epochs=TUNE["epochs"], lr=TUNE["lr"],
+         batch_size=TUNE["batch_size"], init=TUNE["init"])
+    return folder
+
+
+TUNE = {"virtual_tokens": 10, "epochs": 10, "lr": 3e-2, "batch_size": 8, "init": "vocab"}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    results_path = out / "quality.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    common = {"cache": out / "scores.sqlite", "store": out / "store.sqlite", "batch_size": args.batch_size}
+    for name in args.tasks:
+        task = TASKS[name]
+        splits = Splits(name, task, Path(args.data_dir), out)
+        for model in args.models:
+            template = REPO / "templates" / name / f"{TEMPLATE[model]}.yaml"
+            row = results.setdefault(name, {}).setdefault(model, {})
+            row.update(majority=splits.majority(), n=len(splits.gold), template=str(template.relative_to(REPO)))
+            folder = out / "runs" / name / model
+            started = time.perf_counter()
+            fixed = {"zero": {"calibrate": "none", "normalize": "none"},
+                     "calibrated": {"calibrate": "contextual", "normalize": "none"},
+                     "pmi": {"calibrate": "none", "normalize": "pmi"}}
+            for setting, options in fixed.items():
+                if setting in args.settings:
+                    metrics = run_once(folder / setting, template=template, data=splits.eval, model=model,
+                                       **options, **common)
+                    row[setting] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+            if "fewshot" in args.settings:
+                # the base model's shipped few-shot template; the instruct model's chat template with
+                # demonstrations as user/assistant turns (balanced, per_class of each label)
+                fewshot = REPO / "templates" / name / "causal-fewshot.yaml" if TEMPLATE[model] == "causal" else None
+                shots = None if fewshot else task.per_class * len(set(splits.gold))
+                row["fewshot"] = [run_once(folder / f"fewshot-{seed}", template=fewshot or template, data=splits.eval,
+                                           model=model, train=splits.train(seed), shots=shots, seed=seed,
+                                           **common)["accuracy"] for seed in args.seeds]
+            if "tuned" in args.settings and task.tuned:
+                accuracies = []
+                for seed in args.seeds:
+                    prompt = tuned_prompt(folder / f"prompt-{seed}", template, splits.train(seed), model, seed)
+                    accuracies.append(run_once(folder / f"tuned-{seed}", template=template, data=splits.eval,
+                                               model=model, soft_prompt=str(prompt), **common)["accuracy"])
+                row["tuned"] = accuracies
+                row["tune_settings"] = TUNE
+            row["seconds"] = round(row.get("seconds", 0) + time.perf_counter() - started, 1)
+            results_path.write_text(json.dumps(results, indent=2) + "\n")
+            print(f"{name} · {model}: {json.dumps({k: v for k, v in row.items() if k != 'template'})}", flush=True)
+    return results
+
+
+def cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, list):
+        values = [100 * v for v in value]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.1f} ± {spread:.1f}"
+    if isinstance(value, dict):
+        value = value["accuracy"]
+    return f"{100 * value:.1f}"
+
+
+def table(results: dict) -> str:
+    """The README's Quality table (accuracy, %)."""
+    lines = ["| task | model (template) | n | majority | zero-shot | calibrated | PMI | few-shot (5 seeds) | "
+             "soft prompt (5 seeds) | LM-BFF, RoBERTa-large: zero-shot / in-context |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, by_model in results.items():
+        for model, row in by_model.items():
+            ref = LM_BFF.get(name)
+            reference = f"{ref['zero']} / {ref['fewshot']}" if ref else "–"
+            lines.append(f"| {name} | {model} (`{Path(row['template']).name}`) | {row['n']} | {cell(row['majority'])} | "
+                         f"{cell(row.get('zero'))} | {cell(row.get('calibrated'))} | {cell(row.get('pmi'))} | "
+                         f"{cell(row.get('fewshot'))} | {cell(row.get('tuned'))} | "
+                         f"{reference} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated (default: all)")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated embedded models")
+    p.add_argument("--settings", default="zero,calibrated,pmi,fewshot,tuned")
+    p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", default="bench-quality", help="runs, splits, score cache and quality.json")
+    p.add_argument("--table", action="store_true", help="only print the table from OUT/quality.json")
+    args = p.parse_args(argv)
+    args.tasks, args.models, args.settings = (v.split(",") for v in (args.tasks, args.models, args.settings))
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    results = (json.loads((Path(args.out) / "quality.json").read_text()) if args.table else measure(args))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
