@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ModelError
-from .gguf import converted, entry_dir, file_sha256
+from .gguf import converted, entry_dir
+from .gguf_file import file_sha256
 
 DEFAULT = "gemma-3-270m"  # used when neither --model nor the template names a model
 

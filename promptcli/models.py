@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 import torch
 
+from . import embedded, gguf
 from .errors import ModelError
+from .gguf_file import gguf_file_of
 
 ScorerKind = Literal["mlm", "causal"]
 # Families whose position ids start after the padding index (RoBERTa's 514 positions hold 512 tokens).
@@ -116,12 +118,10 @@ def resolve_model(name: str, *, progress: bool = True) -> tuple[str, dict | None
 
     A short name of an embedded model, a `.gguf` file, or a folder holding one `.gguf` become the
     converted folder in the model cache (converted on first use); anything else stays as it is."""
-    from . import embedded, gguf
-
     if name in embedded.MODELS:
         folder = embedded.MODELS[name].folder(progress=progress)
         return str(folder), gguf.source_of(folder)
-    file = gguf.gguf_file_of(name)
+    file = gguf_file_of(name)
     if file is None:
         return name, None
     folder, source = gguf.resolve_file(file, progress=progress)

@@ -17,6 +17,7 @@ from .encode import Encoded
 from .generate import Decoding, Generator
 from .models import LoadedModel
 from .outputs import Prediction
+from .progress import warn
 from .scoring import Scorer, make_scorer
 from .scoring.base import ScoringOptions, chunks
 from .verbalizer import Verbalizer
@@ -34,6 +35,18 @@ def label_log_probs(scorer: Scorer, verbalizer: Verbalizer, batch: Sequence[Enco
 def rounded(labels: Sequence[str], probs: Sequence[float]) -> dict[str, float]:
     """Six significant digits: readable, and small probabilities keep their size (log-safe)."""
     return {label: float(f"{float(p):.6g}") for label, p in zip(labels, probs)}
+
+
+EXTREME = 0.01  # a content-free probability below this is divided into a huge boost for its label
+
+
+def warn_if_extreme(labels: Sequence[str], p_cf: Sequence[float]) -> None:
+    """Calibration divides by p_cf: a label the prompt almost never gives gets inflated for every example."""
+    low = [f"{label} {p:.2%}" for label, p in zip(labels, p_cf) if p < EXTREME]
+    if low:
+        warn(f"contextual calibration: the content-free inputs give {', '.join(low)} (under {EXTREME:.0%}); "
+             "dividing by so small a probability inflates that label for every example. Compare with "
+             "--calibrate none, or reword the prompt or the label words")
 
 
 class ScorePredictor:
@@ -57,6 +70,7 @@ class ScorePredictor:
         if self.calibration == "contextual":
             cf = content_free_inputs(prepared, spec.content_free)
             self.p_cf = self.label_log_probs(cf, calibrated=False).exp().mean(0)  # (L,)
+            warn_if_extreme(self.verbalizer.labels, self.p_cf.tolist())
 
     @property
     def scorer(self) -> Scorer:

@@ -16,7 +16,8 @@ def _pct(value: float) -> str:
 
 def summary_table(result: RunResult) -> Table:
     record, metrics = result.record, result.metrics
-    table = Table(title=f"{record['template_name']} · {record['config']['model'] or ''}", show_header=False,
+    model = record.get("model", {}).get("name") or record["config"]["model"] or ""
+    table = Table(title=f"{record['template_name']} · {model}", show_header=False,
                   title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -50,6 +51,9 @@ def summary_table(result: RunResult) -> Table:
     if counts["skipped"]:
         table.add_row("skipped (invalid rows)", str(counts["skipped"]))
     table.add_row("truncated", str(counts["truncated"]))
+    content_free = record.get("calibration", {}).get("contextual")
+    if content_free:  # what calibration divides by: a tiny share inflates that label everywhere
+        table.add_row("content-free p (calibration)", " · ".join(f"{k} {_pct(v)}" for k, v in content_free.items()))
     table.add_row("examples/s", f"{record['timing']['examples_per_s']:.1f}")
     work = record["work"]
     table.add_row("forward passes / example", f"{work['forward_passes_per_example']:.2f}")

@@ -44,7 +44,12 @@ class VerbalizerSpec(Strict):
     @classmethod
     def _words_as_lists(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {str(k): ([v] if isinstance(v, str) else v) for k, v in value.items()}
+            value = {str(k): ([v] if isinstance(v, (str, bool)) else v) for k, v in value.items()}
+            for label, words in value.items():
+                flags = [w for w in words if isinstance(w, bool)] if isinstance(words, list) else []
+                if flags:  # YAML reads True/False as booleans: a surprise in "True or False?" prompts
+                    raise ValueError(f"a label word of '{label}' was read by YAML as the boolean {flags[0]}; "
+                                     f'quote it: ["{flags[0]}"]')
         return value
 
     @field_validator("labels")

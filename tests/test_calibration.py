@@ -35,7 +35,7 @@ def test_calibration_divides_by_the_content_free_distribution():
 
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
 def test_calibrated_run_equals_the_plain_run_divided_by_p_cf(tiny, tmp_path, name):
-    template = MANUAL if name == "bert" else str(REPO / "templates/sst2/causal.yaml")
+    template = MANUAL if name == "bert" else str(REPO / "tests/templates/causal.yaml")
     plain = promptcli.run(template, DATA, tiny[name], out=tmp_path / "a", progress=False, cache=False)
     calibrated = promptcli.run(template, DATA, tiny[name], out=tmp_path / "b", progress=False, cache=False,
                                calibrate="contextual")
@@ -56,7 +56,7 @@ def test_calibrated_run_equals_the_plain_run_divided_by_p_cf(tiny, tmp_path, nam
 
 def test_pmi_equals_brute_force(tiny, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    template = str(REPO / "templates/sst2/causal.yaml")
+    template = str(REPO / "tests/templates/causal.yaml")
     result = promptcli.run(template, DATA, tiny["gpt2"], out=tmp_path / "o", progress=False, normalize="pmi",
                            limit=8, cache=False)
     tok = AutoTokenizer.from_pretrained(tiny["gpt2"])
@@ -93,7 +93,7 @@ def test_content_free_and_premise_terms_are_computed_once(tiny, tmp_path, monkey
 
     monkeypatch.setattr(predictors, "content_free_inputs", counted("content_free", real_cf))
     monkeypatch.setattr(predictors, "premise_input", counted("premise", real_premise))
-    result = promptcli.run(str(REPO / "templates/sst2/causal.yaml"), DATA, tiny["gpt2"], out=tmp_path / "o",
+    result = promptcli.run(str(REPO / "tests/templates/causal.yaml"), DATA, tiny["gpt2"], out=tmp_path / "o",
                            progress=False, calibrate="contextual", normalize="pmi", batch_size=4, cache=False)
     assert calls == {"content_free": 1, "premise": 1}
     # every example + 2 content-free inputs + 1 premise, plus at most one shared prefix
@@ -155,3 +155,26 @@ def test_runs_are_recorded_and_can_be_listed_shown_and_compared(tiny, tmp_path):
     assert "hash.verbalizer" in compared.stdout  # what differs is shown
     missing = runner.invoke(app, ["runs", "show", "999"])
     assert missing.exit_code == 6 and "999" in missing.stderr
+
+
+def test_an_extreme_content_free_distribution_is_shown_and_warned(tiny, tmp_path, monkeypatch, capsys):
+    """A label the content-free inputs almost never get (<1%) is inflated by calibration: say so."""
+    from rich.console import Console
+
+    from promptcli.report import summary_table
+
+    result = promptcli.run(str(REPO / "tests/templates/causal.yaml"), DATA, tiny["gpt2"], out=tmp_path / "a",
+                           progress=False, calibrate="contextual", cache=False)
+    p_cf = result.record["calibration"]["contextual"]
+    console = Console(record=True, width=200)
+    console.print(summary_table(result))
+    text = console.export_text()
+    assert "content-free p (calibration)" in text and f"negative {100 * p_cf['negative']:.2f}" in text
+    quiet = "dividing by so small a probability" not in capsys.readouterr().err
+    assert quiet == (min(p_cf.values()) >= 0.01)
+
+    monkeypatch.setattr(predictors, "EXTREME", 1.0)  # every label is now "extreme"
+    promptcli.run(str(REPO / "tests/templates/causal.yaml"), DATA, tiny["gpt2"], out=tmp_path / "b",
+                  progress=False, calibrate="contextual", cache=False)
+    err = capsys.readouterr().err
+    assert "contextual calibration: the content-free inputs give negative" in err and "--calibrate none" in err

@@ -19,7 +19,7 @@ from promptcli.cli import app
 
 RUNNER = CliRunner()
 MANUAL = str(REPO / "templates/sst2/manual.yaml")
-CAUSAL = str(REPO / "templates/sst2/causal.yaml")
+CAUSAL = str(REPO / "tests/templates/causal.yaml")
 EXAMPLES = str(REPO / "examples/sst2.jsonl")
 
 
@@ -92,7 +92,7 @@ def _interrupt_after(batches: int):
     return on_batch
 
 
-@pytest.mark.parametrize("model,template", [("roberta", MANUAL), ("gpt2", str(REPO / "templates/sst5/causal.yaml"))])
+@pytest.mark.parametrize("model,template", [("roberta", MANUAL), ("gpt2", str(REPO / "templates/sst5/causal-phrases.yaml"))])
 def test_interrupted_run_resumes_to_identical_files(tiny, tmp_path, model, template):
     data = write(tmp_path / "d.jsonl", "".join(json.dumps({"text": r["text"], "label": i % 5}) + "\n"
                                                 for i, r in enumerate(sentences(30))))

@@ -35,3 +35,10 @@ def test_quick_start_files_exist():
     block = README.split("## Quick start", 1)[1].split("##", 1)[0]
     paths = set(re.findall(r"(?:templates|examples)/[\w./-]+", block))
     assert paths and all((REPO / p).is_file() for p in paths), paths
+
+
+def test_ci_runs_the_readme_test_command():
+    block = README.split("## Quick start", 1)[1].split("##", 1)[0]
+    commands = re.findall(r"```bash\n(.+?)\n```", block)
+    assert len(commands) == 2 and "promptcli run" in commands[0] and "pytest" in commands[1]
+    assert commands[1] in (REPO / ".ci/run").read_text()

@@ -15,6 +15,7 @@ import promptcli.gguf as gguf
 import promptcli.models as models
 from conftest import REPO, write
 from test_cli import CAUSAL, EXAMPLES, cli, read_lines
+from promptcli.gguf_file import sha256_file
 from tinygguf import reference_llama, write_tiny_gguf, write_truncated_gguf, write_unsupported_arch_gguf
 
 
@@ -51,7 +52,7 @@ def test_a_gguf_file_gives_the_predictions_of_the_model_it_was_written_from(tiny
     assert probs(from_gguf) == probs(from_hf)  # F32 file: the very same weights and token ids
     record = json.loads((tmp_path / "a/run.json").read_text())
     assert record["model"]["name"] == str(tiny_gguf)
-    assert record["model"]["gguf"] == {"file": str(tiny_gguf.resolve()), "sha256": gguf.sha256_file(tiny_gguf),
+    assert record["model"]["gguf"] == {"file": str(tiny_gguf.resolve()), "sha256": sha256_file(tiny_gguf),
                                        "size": tiny_gguf.stat().st_size, "architecture": "llama",
                                        "quantization": "ALL_F32"}
     assert Path(record["model"]["path"]).parent == gguf.model_cache_dir()

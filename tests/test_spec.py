@@ -56,6 +56,8 @@ BAD_TEMPLATES = [
      "labels:\n  a: [x, ' ']\n  b: [y]\n", 2, "labels", ["non-empty label word"]),
     ("kind: manual\ntext: '{{ text }} {{ mask }}'\nverbalizer: v.yaml\n",
      "labels:\n  a: [x]\n  b: [y]\nmulti_token: median\n", 4, "multi_token", ["'mean', 'sum' or 'first'"]),
+    ("kind: manual\ntext: '{{ premise }} {{ mask }}'\nverbalizer: v.yaml\n",
+     "labels:\n  yes: [True]\n  no: False\n", 2, "labels", ["read by YAML as the boolean True", 'quote it: ["True"]']),
 ]
 
 

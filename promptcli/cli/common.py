@@ -76,7 +76,7 @@ def reports_errors(command: Callable) -> Callable:
     return wrapper
 
 
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local model folder.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Embedded model name (`promptcli models`), .gguf file, local folder or hub id [default: the template's, else gemma-3-270m].")]
 VerbalizerOpt = Annotated[Optional[Path], typer.Option(help="Verbalizer YAML overriding the template's.")]
 ScorerOpt = Annotated[Scorer, typer.Option(help="Force the scorer; auto detects it from the model config.")]
 LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Data field holding the gold label [default: the template's, or 'label'].")]
