@@ -37,6 +37,7 @@ from rich.console import Console  # noqa: E402
 from bench.report import agreement, print_report, target_checks  # noqa: E402
 from bench.measure import REPLY  # noqa: E402
 from bench.scenarios import METHOD_NAMES, SCENARIOS, Scenario  # noqa: E402
+from promptcli.models import resolve_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",
@@ -49,7 +50,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenario", default="all", help="comma-separated keys (a–f) or 'all' (the default)")
     p.add_argument("--mlm-model", help="masked-LM folder for scenario a")
     p.add_argument("--causal-model", help="causal-LM folder for scenarios b–f")
-    p.add_argument("--model", help="one model for every chosen scenario (overrides the two above)")
+    p.add_argument("--model", help="one model for every chosen scenario (overrides the two above); a folder, a "
+                                  ".gguf or an embedded model's short name (e.g. gemma-3-270m)")
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"),
                    help="folder with sst2/ (dev, train-16-13) and sst5/")
     p.add_argument("--data", help="one data file for every chosen scenario (overrides --data-dir)")
@@ -176,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown scenario {', '.join(unknown)} (one of {', '.join(SCENARIOS)}, or all)")
     wanted = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    # an embedded model's short name or a .gguf: every method (lm-eval included) loads its converted folder
+    for attr in ("model", "causal_model", "mlm_model"):
+        if getattr(args, attr):
+            setattr(args, attr, resolve_model(getattr(args, attr))[0])
     facts = machine_facts()
     results: dict[str, dict[str, dict]] = {}
     agreements: dict[str, dict] = {}

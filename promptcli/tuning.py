@@ -189,7 +189,7 @@ def tune(template: str | Path, train: str | Path, model: str | None = None, *, o
     manifest = _manifest(config, info, train_set, dev_set, state, trainable, frozen, stopped_early, frozen_before,
                          loaded)
     if dist.main:
-        SoftPrompt(best, manifest).save(out_dir, manifest, peft_config(config.virtual_tokens, hidden, name,
+        SoftPrompt(best, manifest).save(out_dir, manifest, peft_config(config.virtual_tokens, hidden, info.path,
                                                                        info.kind, info.config))
     curve = state["curve"]
     return TuneResult(out_dir=out_dir, initial_dev_accuracy=curve[0]["dev_accuracy"] if curve else None,
@@ -201,8 +201,8 @@ def _manifest(config: TuneConfig, info, train: Prepared, dev: Prepared | None, s
     steps = state["step"]
     return {
         "placement": "slots" if train.renderer.soft_slots else "prefix",
-        "model": {"name": info.name, "config_sha256": info.config_sha256, "fingerprint": info.fingerprint(),
-                  "parameters_sha256": frozen_sha},
+        "model": {"name": info.name, "path": info.path, "gguf": info.source, "config_sha256": info.config_sha256,
+                  "fingerprint": info.fingerprint(), "parameters_sha256": frozen_sha},
         "template": {"path": config.template, "sha256": train.template.sha256},
         "verbalizer": {"path": str(train.template.verbalizer.path or "inline"),
                        "sha256": train.template.verbalizer.sha256},

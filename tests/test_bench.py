@@ -20,6 +20,7 @@ from bench.floor import causal_floor, common_prefix, mlm_floor  # noqa: E402
 from bench.floor_generate import candidates, generate_floor  # noqa: E402
 from bench.lmeval_task import NotExpressible, fixed_demonstrations, task_config, write_task  # noqa: E402
 from bench.prompt_tuning import PeftLoop, prepare_training, tune_options  # noqa: E402
+from bench.quality import TASKS, Splits, k_shot, read_rows  # noqa: E402
 from bench.scenarios import METHOD_NAMES, SCENARIOS, promptcli_method  # noqa: E402
 from promptcli.evaluate import plan_batches  # noqa: E402
 
@@ -268,3 +269,23 @@ def test_every_scenario_can_run():
         assert scenario.missing is None and set(scenario.methods) <= set(method_setups()) <= set(METHOD_NAMES)
         assert promptcli_method(scenario.methods) is not None
         load_template(str(scenario.template))
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("seed", [13, 21, 42, 87, 100])
+def test_quality_splits_are_lm_bffs(seed):
+    """The 16-shot procedure bench/quality.py uses on every task rebuilds the shipped SST-2 splits exactly."""
+    rows = read_rows(shared_path("data", "sst2", "train-sentences.jsonl"))
+    assert [rows[i] for i in k_shot(rows, seed, 16)] == read_rows(shared_path("data", "sst2", f"train-16-{seed}.jsonl"))
+
+
+@pytest.mark.shared
+def test_quality_holds_rte_training_rows_out_of_its_evaluation(tmp_path):
+    splits = Splits("rte", TASKS["rte"], shared_path("data").resolve(), tmp_path)
+    train, evaluated = read_rows(splits.train(13)), read_rows(splits.eval)
+    assert len(train) == 32 and len(train) + len(evaluated) == 277
+    assert not {json.dumps(r) for r in train} & {json.dumps(r) for r in evaluated}
+    assert splits.dev(13) is None
+    sst2 = Splits("sst2", TASKS["sst2"], shared_path("data").resolve(), tmp_path)
+    dev, train = read_rows(sst2.dev(21)), read_rows(sst2.train(21))
+    assert len(dev) == 32 and not {json.dumps(r) for r in dev} & {json.dumps(r) for r in train}
