@@ -105,14 +105,18 @@ def k_shot(rows: list[dict], seed: int, k: int) -> list[int]:
 class Splits:
     """The evaluation file and each seed's 16-shot training file of a task (written under --out)."""
 
-    def __init__(self, name: str, task: Task, data_dir: Path, out: Path):
+    def __init__(self, name: str, task: Task, data_dir: Path, out: Path, max_eval: int | None = None):
         self.name, self.task, self.data_dir, self.folder = name, task, data_dir, out / "splits" / name
         eval_rows = read_rows(data_dir / task.eval)
+        self.total = len(eval_rows)
         if task.train is None:  # no training split: hold one out of the evaluation file
             held = k_shot(eval_rows, 13, task.k)
             self._pool = write_rows(self.folder / "train.jsonl", [eval_rows[i] for i in held])
             eval_rows = [r for i, r in enumerate(eval_rows) if i not in set(held)]
-            self.eval = write_rows(self.folder / "eval.jsonl", eval_rows)
+        if max_eval and len(eval_rows) > max_eval:  # a seeded sample, in the file's order
+            eval_rows = [eval_rows[i] for i in sorted(random.Random(0).sample(range(len(eval_rows)), max_eval))]
+        if len(eval_rows) < self.total:
+            self.eval = write_rows(self.folder / f"eval-{len(eval_rows)}.jsonl", eval_rows)
         else:
             self.eval = data_dir / task.eval
         self.gold = [r["label"] for r in eval_rows]
@@ -156,7 +160,7 @@ def run_once(out: Path, **kwargs) -> dict:
 
 # Prompt tuning (Lester et al., 2021) with a short budget: on 2 CPU cores a step of the 270M model takes
 # about 1.5 s. The dev split picks the best epoch's prompt; evaluation is as trained (no calibration, no PMI).
-TUNE = {"virtual_tokens": 10, "epochs": 20, "lr": 0.03, "batch_size": 8, "init": "vocab"}
+TUNE = {"virtual_tokens": 10, "epochs": 12, "lr": 0.03, "batch_size": 8, "init": "vocab"}
 
 
 def tuned_prompt(folder: Path, template: Path, train: Path, dev: Path | None, model: str, seed: int) -> Path:
@@ -176,11 +180,11 @@ def measure(args: argparse.Namespace) -> dict:
     common = {"cache": out / "scores.sqlite", "store": out / "store.sqlite", "batch_size": args.batch_size}
     for name in args.tasks:
         task = TASKS[name]
-        splits = Splits(name, task, Path(args.data_dir), out)
+        splits = Splits(name, task, Path(args.data_dir), out, args.max_eval)
         for model in args.models:
             template = REPO / "templates" / name / f"{TEMPLATE[model]}.yaml"
             row = results.setdefault(name, {}).setdefault(model, {})
-            row.update(majority=splits.majority(), n=len(splits.gold), template=str(template.relative_to(REPO)),
+            row.update(majority=splits.majority(), n=len(splits.gold), of=splits.total, template=str(template.relative_to(REPO)),
                        defaults=defaults(template))
             folder = out / "runs" / name / model
             started = time.perf_counter()
@@ -244,7 +248,7 @@ def table(results: dict) -> str:
         for model, row in by_model.items():
             ref = LM_BFF.get(name)
             reference = f"{ref['zero']} / {ref['fewshot']}" if ref else "–"
-            cells = [name, f"{model} (`{Path(row['template']).name}`: {row.get('defaults', '')})", str(row["n"]),
+            cells = [name, f"{model} (`{Path(row['template']).name}`: {row.get('defaults', '')})", str(row["n"]) if row["n"] == row.get("of", row["n"]) else f"{row['n']} of {row['of']}",
                      *(cell(row.get(key)) for key in ("majority", "shipped", "zero", "calibrated", "pmi", "fewshot",
                                                       "tuned")), reference]
             lines.append("| " + " | ".join(cells) + " |")
@@ -261,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-eval", type=int, default=None,
+                   help="evaluate on a seeded sample of this many rows where the evaluation set is larger")
     p.add_argument("--out", default="bench-quality", help="runs, splits, score cache and quality.json")
     p.add_argument("--table", action="store_true", help="only print the table from OUT/quality.json")
     args = p.parse_args(argv)

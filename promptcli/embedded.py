@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ModelError
-from .gguf import converted, entry_dir
+from .gguf import converted, entries_of
 from .gguf_file import file_sha256
 
 DEFAULT = "gemma-3-270m"  # used when neither --model nor the template names a model
@@ -51,8 +51,8 @@ class EmbeddedModel:
         """The converted folder if it exists (not verified: for listing)."""
         if not self.installed:
             return None
-        folder = entry_dir(self.sha256(), self.name)
-        return folder if folder.is_dir() else None
+        folders = entries_of(self.sha256())
+        return folders[0] if folders else None
 
 
 def _gemma_sha256() -> str:

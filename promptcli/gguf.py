@@ -36,7 +36,17 @@ def model_cache_dir() -> Path:
 
 
 def entry_dir(sha256: str, stem: str) -> Path:
+    """Where a conversion is written; the name only helps a reader, the hash is the key."""
     return model_cache_dir() / f"{stem}-{sha256[:16]}"
+
+
+def entries_of(sha256: str) -> list[Path]:
+    """Every cache folder of the GGUF with this hash, whatever name it was converted under
+    (`--model gemma-3-270m` and the same file passed as a path share one conversion)."""
+    root = model_cache_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob(f"*-{sha256[:16]}") if p.is_dir() and not p.name.startswith("."))
 
 
 def cached_entry(folder: Path) -> dict | None:
@@ -58,15 +68,14 @@ def converted(stem: str, sha256: str, materialize: Callable[[Path], Path], *, or
 
     `materialize(tmpdir)` returns the .gguf path (a package may have to assemble it first);
     `origin` is what run.json names as its file (default: that path)."""
-    folder = entry_dir(sha256, stem)
-    if folder.exists():
+    for folder in entries_of(sha256):
         if cached_entry(folder) is not None:
             return folder
         from .progress import warn
 
         warn(f"the converted model in {folder} is incomplete or damaged; converting it again")
         shutil.rmtree(folder, ignore_errors=True)
-    return _convert(folder, stem, sha256, materialize, origin, progress)
+    return _convert(entry_dir(sha256, stem), stem, sha256, materialize, origin, progress)
 
 
 def _convert(folder: Path, stem: str, sha256: str, materialize: Callable[[Path], Path], origin: str | None,

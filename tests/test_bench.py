@@ -289,3 +289,17 @@ def test_quality_holds_rte_training_rows_out_of_its_evaluation(tmp_path):
     sst2 = Splits("sst2", TASKS["sst2"], shared_path("data").resolve(), tmp_path)
     dev, train = read_rows(sst2.dev(21)), read_rows(sst2.train(21))
     assert len(dev) == 32 and not {json.dumps(r) for r in dev} & {json.dumps(r) for r in train}
+
+
+@pytest.mark.shared
+def test_quality_samples_a_large_evaluation_set_the_same_way_each_time(tmp_path):
+    """--max-eval: a seeded sample, in the file's order, identical on every call (so runs resume)."""
+    full = read_rows(shared_path("data", "sst5", "test.jsonl"))
+    first = Splits("sst5", TASKS["sst5"], shared_path("data").resolve(), tmp_path / "a", max_eval=100)
+    again = Splits("sst5", TASKS["sst5"], shared_path("data").resolve(), tmp_path / "b", max_eval=100)
+    sample = read_rows(first.eval)
+    assert len(sample) == 100 and sample == read_rows(again.eval) and first.total == len(full)
+    positions = [full.index(r) for r in sample]
+    assert positions == sorted(positions) and len(set(positions)) == 100
+    assert Splits("sst5", TASKS["sst5"], shared_path("data").resolve(), tmp_path, max_eval=5000).eval == \
+        shared_path("data").resolve() / "sst5" / "test.jsonl"

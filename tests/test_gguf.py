@@ -157,12 +157,16 @@ def fake_embedded(tiny_gguf, monkeypatch) -> embedded.EmbeddedModel:
     return fake
 
 
-def test_a_short_name_and_its_gguf_give_identical_predictions(fake_embedded, tiny_gguf, tmp_path):
+def test_a_short_name_and_its_gguf_give_identical_predictions(fake_embedded, tiny_gguf, tmp_path, monkeypatch):
+    """One conversion serves both: the cache is keyed by the file's hash, not by the name it was given."""
     by_name = promptcli.run(CAUSAL, EXAMPLES, embedded.DEFAULT, out=tmp_path / "a", progress=False, cache=False)
+    monkeypatch.setattr(gguf, "_load_model", lambda _gguf: pytest.fail("converted again under another name"))
+    models._RESOLVED.clear()
     by_file = promptcli.run(CAUSAL, EXAMPLES, str(tiny_gguf), out=tmp_path / "b", progress=False, cache=False)
     assert probs(by_name) == probs(by_file)
     assert by_name.record["model"]["gguf"]["file"].endswith(f": {fake_embedded.gguf_name}")
     assert by_name.record["hashes"]["model"] == by_file.record["hashes"]["model"]
+    assert len(gguf.cache_entries()) == 1
 
 
 def test_a_template_naming_no_model_runs_the_embedded_default(fake_embedded, tmp_path):
