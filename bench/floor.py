@@ -1,6 +1,6 @@
 """The raw-forward floor: promptcli's own token ids through the bare model, nothing else.
 
-The ids come from `promptcli.runner.prepare` (so they are identical to what promptcli
+The ids come from `promptcli.evaluation.inputs.prepare` (so they are identical to what promptcli
 scores) and are cut into the same batches as promptcli's length-sorted plan. Every
 tensor is built before the clock starts; the clock sees only the model calls:
 
@@ -192,8 +192,8 @@ def measure_floor(job: dict) -> tuple[Callable[[], float], Callable[[], dict]]:
     """Load the bare model and build promptcli's batches; `once()` times one `step()`."""
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
-    from promptcli.evaluate import plan_batches
-    from promptcli.runner import prepare
+    from promptcli.evaluation.batches import plan_batches
+    from promptcli.evaluation.inputs import prepare
 
     prepared = prepare(run_config(job))
     kind = prepared.info.kind
@@ -221,7 +221,7 @@ def measure_floor(job: dict) -> tuple[Callable[[], float], Callable[[], dict]]:
 
 def run_config(job: dict, limit: int | None = None):
     """promptcli's RunConfig for a job: the same template, rows, demonstrations and batch size."""
-    from promptcli.runner import RunConfig
+    from promptcli.spec.runconfig import RunConfig
 
     return RunConfig(template=job["template"], data=job["data"], model=job["model"], device="cpu", dtype="float32",
                      batch_size=job["batch_size"], limit=limit or job["rows"], train=job.get("train"))

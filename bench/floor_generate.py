@@ -105,9 +105,9 @@ def measure_generate_floor(job: dict) -> tuple[Callable[[], float], Callable[[],
     """Load the bare model and build promptcli's batches and decoding; `once()` times one `step()`."""
     from transformers import AutoModelForCausalLM
 
-    from promptcli.evaluate import plan_batches
-    from promptcli.generate import Decoding
-    from promptcli.runner import prepare
+    from promptcli.evaluation.batches import plan_batches
+    from promptcli.scoring.generate import Decoding
+    from promptcli.evaluation.inputs import prepare
 
     prepared = prepare(run_config(job))
     spec = prepared.template.spec

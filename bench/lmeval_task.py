@@ -41,9 +41,10 @@ def task_config(template: str, data: str, name: str, train: str | None = None,
                 fewshot_file: str | None = None) -> dict[str, Any]:
     """The lm-eval task YAML (as a dict) equivalent to a promptcli template on a JSONL file; with
     demonstrations, `fewshot_file` holds them (`fixed_demonstrations`)."""
-    from promptcli.rendering import Renderer
-    from promptcli.runner import RunConfig, demonstrations_spec
-    from promptcli.spec import load_template
+    from promptcli.prompt.render import Renderer
+    from promptcli.evaluation.inputs import demonstrations_spec
+    from promptcli.spec.runconfig import RunConfig
+    from promptcli.spec.loading import load_template
 
     spec = load_template(template)
     demos = demonstrations_spec(spec, RunConfig(template=template, data=data, train=train))
@@ -96,7 +97,8 @@ def task_config(template: str, data: str, name: str, train: str | None = None,
 
 def fixed_demonstrations(template: str, data: str, train: str) -> list[dict[str, Any]]:
     """The rows promptcli shows as demonstrations, in its order, when every query gets the same ones."""
-    from promptcli.runner import RunConfig, load_inputs
+    from promptcli.evaluation.inputs import load_inputs
+    from promptcli.spec.runconfig import RunConfig
 
     inputs = load_inputs(RunConfig(template=template, data=data, train=train))
     if inputs.selector is None or not inputs.selector.fixed:

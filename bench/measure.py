@@ -47,14 +47,14 @@ def measure_promptcli(job: dict) -> tuple[Callable[[], float], Callable[[], dict
                                train=job.get("train"))
         wall = time.perf_counter() - start
         last["result"] = result
-        scoring.append(result.record["timing"]["scoring_s"])
+        scoring.append(result.record.timing["scoring_s"])
         shutil.rmtree(out, ignore_errors=True)
-        return wall - result.record["timing"]["load_model_s"]
+        return wall - result.record.timing["load_model_s"]
 
     def finish() -> dict:
         result = last["result"]
         return {"loop_seconds": scoring[1:], "examples": len(result.predictions),  # [0] was the warm-up
-                "work": result.record["work"], "accuracy": result.accuracy,
+                "work": result.record.work, "accuracy": result.accuracy,
                 "predictions": {p.index: {"pred": p.pred, "probs": list(p.probs.values())}
                                 for p in result.predictions},
                 **(sample_scores(job) if job["sample"] else {})}
@@ -64,11 +64,12 @@ def measure_promptcli(job: dict) -> tuple[Callable[[], float], Callable[[], dict
 
 def sample_scores(job: dict) -> dict:
     """promptcli's token ids and raw word log-scores (normalize none and chars) on the first rows."""
-    from promptcli.evaluate import plan_batches
-    from promptcli.models import load_model
-    from promptcli.runner import prepare
+    from promptcli.evaluation.batches import plan_batches
+    from promptcli.models.weights import load_model
+    from promptcli.evaluation.inputs import prepare
     from promptcli.scoring import make_scorer
-    from promptcli.scoring.base import ScoringOptions
+    from promptcli.scoring.labels import combine
+    from promptcli.spec.runconfig import ScoringConfig
 
     from .floor import run_config
 
@@ -77,13 +78,13 @@ def sample_scores(job: dict) -> dict:
     labels = prepared.verbalizer.labels
     out: dict = {}
     for normalize in ("none", "chars"):
-        scorer = make_scorer(loaded, ScoringOptions(batch_size=job["batch_size"], normalize=normalize,
+        scorer = make_scorer(loaded, ScoringConfig(batch_size=job["batch_size"], normalize=normalize,
                                                     multi_token=prepared.verbalizer.multi_token))
         with torch.inference_mode():
             if loaded.kind == "causal":  # fixed demonstrations: their prefix once, as `run` does
                 scorer.share_prefix([e.context for e in prepared.encoded])
             for batch in plan_batches(prepared.encoded, job["batch_size"]):
-                for enc, row in zip(batch, prepared.verbalizer.combine(scorer.word_scores(batch)).tolist()):
+                for enc, row in zip(batch, combine(prepared.verbalizer, scorer.word_scores(batch)).tolist()):
                     entry = out.setdefault(enc.index, {
                         "context": list(enc.context), "conts": [list(w + enc.suffix) for w in enc.words.ids]})
                     best = labels[max(range(len(row)), key=lambda k: row[k])]

@@ -12,7 +12,7 @@ last step is reported side by side.
 PEFT's side is the floor: `get_peft_model(base, PromptTuningConfig(...))` once, the batches
 built once, and a hand loop (logits kept at each row's last position only, through
 `logits_to_keep`); each timed run resets the prompt and the optimiser and times the steps
-alone. promptcli's side is `promptcli.tuning.tune(...)` as a user calls it, timed whole
+alone. promptcli's side is `promptcli.tune(...)` as a user calls it, timed whole
 minus loading the weights (it also reads and encodes the rows and writes a checkpoint at
 each epoch's end and the prompt at the end); its own step time (`train_seconds` in its
 manifest) is reported beside.
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+import promptcli.tuning.tuner as tuning
 
 LR, SEED = 3e-2, 42
 
@@ -104,8 +106,9 @@ class PeftLoop:
 
 def prepare_training(model: Any, job: dict) -> Any:
     """promptcli's encoding of the training rows with an N-token soft prefix (its ids, not its values)."""
-    from promptcli.runner import RunConfig, prepare
-    from promptcli.softprompt import SoftPrompt
+    from promptcli.evaluation.inputs import prepare
+    from promptcli.spec.runconfig import RunConfig
+    from promptcli.prompt.soft import SoftPrompt
 
     hidden = model.get_input_embeddings().embedding_dim
     config = RunConfig(template=job["template"], data=job["train"], model=job["model"], device="cpu", dtype="float32")
@@ -128,8 +131,7 @@ def measure_peft(job: dict) -> tuple[Callable[[], float], Callable[[], dict]]:
 
 
 def measure_promptcli_tune(job: dict) -> tuple[Callable[[], float], Callable[[], dict]]:
-    """`promptcli.tuning.tune` as a user calls it; its time is the whole call minus loading the weights."""
-    from promptcli import tuning
+    """`promptcli.tune` as a user calls it; its time is the whole call minus loading the weights."""
 
     weights: list[float] = []
     load_model = tuning.load_model
@@ -153,13 +155,13 @@ def measure_promptcli_tune(job: dict) -> tuple[Callable[[], float], Callable[[],
                              **tune_options(job))
         wall = time.perf_counter() - start
         last["manifest"] = result.manifest
-        loops.append(result.manifest["training"]["train_seconds"])
+        loops.append(result.manifest.training["train_seconds"])
         shutil.rmtree(out, ignore_errors=True)
         return wall - weights[-1]
 
     def finish() -> dict:
-        training = last["manifest"]["training"]
-        curve = last["manifest"]["dev_curve"]
+        training = last["manifest"].training
+        curve = last["manifest"].dev_curve
         return {"examples": training["steps"], "loop_seconds": loops[1:],  # [0] was the warm-up
                 "last_loss": curve[-1]["train_loss"]}
 

@@ -33,7 +33,7 @@ import random
 import statistics
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import promptcli  # noqa: E402
-from promptcli.outputs import METRICS, RUN, read_json  # noqa: E402
+from promptcli.evaluation.outputs import METRICS, RUN  # noqa: E402
+from promptcli.files import read_json  # noqa: E402
 
 SEEDS = (13, 21, 42, 87, 100)
 MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
@@ -160,16 +161,15 @@ def run_once(out: Path, **kwargs) -> dict:
 
 # Prompt tuning (Lester et al., 2021) with a short budget: on 2 CPU cores a step of the 270M model takes
 # about 1.5 s. The dev split picks the best epoch's prompt; evaluation is as trained (no calibration, no PMI).
-TUNE = {"virtual_tokens": 10, "epochs": 12, "lr": 0.03, "batch_size": 8, "init": "vocab"}
+TUNE = {"virtual_tokens": 10, "epochs": 12, "lr": 0.03, "batch_size": 8, "init": "vocab", "calibrate": "none",
+        "normalize": "none"}
 
 
 def tuned_prompt(folder: Path, template: Path, train: Path, dev: Path | None, model: str, seed: int) -> Path:
-    from promptcli.tuning import tune
-
     if (folder / "adapter_model.safetensors").exists():
         return folder
-    tune(template, train, model, out=folder, dev=dev, progress=False, resume=(folder / "checkpoint").exists(),
-         seed=seed, **TUNE)
+    promptcli.tune(template, train, model, out=folder, dev=dev, progress=False,
+                   resume=(folder / "checkpoint").exists(), seed=seed, **TUNE)
     return folder
 
 

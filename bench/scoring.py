@@ -9,7 +9,7 @@ promptcli's own token ids and batches (the floor), `promptcli.run` as a user cal
 for causal scenarios, `lm_eval.simple_evaluate` on a task generated from the same template,
 demonstrations and JSONL. Self-consistency (e): a hand-written sampling loop on a KV cache
 (the floor) and `promptcli.run`. Soft-prompt training (f): PEFT prompt tuning with a hand
-loop and `promptcli.tuning.tune`, in steps/s. After one warm-up run each, the methods take
+loop and `promptcli.tuning.tuner.tune`, in steps/s. After one warm-up run each, the methods take
 turns, one timed run at a time, for `--repeats` rounds (never two at once); times are the
 medians. promptcli's and lm-eval's times are the whole call minus loading the weights; the
 floors' are the model calls (and optimiser steps) alone.
@@ -37,7 +37,7 @@ from rich.console import Console  # noqa: E402
 from bench.report import agreement, print_report, target_checks  # noqa: E402
 from bench.measure import REPLY  # noqa: E402
 from bench.scenarios import METHOD_NAMES, SCENARIOS, Scenario  # noqa: E402
-from promptcli.models import resolve_model  # noqa: E402
+from promptcli.models.info import resolve_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",

@@ -1,29 +1,28 @@
 """promptcli: declarative prompts and verbalizers for zero- and few-shot classification.
 
-The Python API is the CLI's road: `run`, `render`, `validate` do what the commands do.
+The Python API is the CLI's road: `run`, `sweep`, `tune`, `render` and `validate` do what the
+commands do (each imported on first use, so `import promptcli` stays light).
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "render", "validate", "load_template", "PromptcliError", "__version__"]
+_API = {
+    "run": ("evaluation.runner", "run"),
+    "sweep": ("sweeps.runner", "sweep"),
+    "tune": ("tuning.tuner", "tune"),
+    "render": ("evaluation.preview", "render_rows"),
+    "validate": ("evaluation.validate", "validate_paths"),
+    "load_template": ("spec.loading", "load_template"),
+    "PromptcliError": ("errors", "PromptcliError"),
+}
+__all__ = [*_API, "__version__"]
 
 
-def __getattr__(name: str) -> Any:  # imported lazily: `promptcli --help` should not pay for torch
-    if name == "run":
-        from .runner import run
-        return run
-    if name == "render":
-        from .preview import render_rows
-        return render_rows
-    if name == "validate":
-        from .lint import validate_paths
-        return validate_paths
-    if name == "load_template":
-        from .spec import load_template
-        return load_template
-    if name == "PromptcliError":
-        from .errors import PromptcliError
-        return PromptcliError
-    raise AttributeError(f"module 'promptcli' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'promptcli' has no attribute {name!r}")
+    module, attribute = _API[name]
+    return getattr(importlib.import_module(f".{module}", __name__), attribute)

@@ -5,8 +5,7 @@ import platform
 import resource
 import sys
 from importlib import metadata
-
-import torch
+from typing import Any
 
 
 def versions() -> dict[str, str]:
@@ -19,11 +18,13 @@ def versions() -> dict[str, str]:
     return found
 
 
-def peak_memory_mb(device: torch.device) -> dict[str, float]:
+def peak_memory_mb(device: Any) -> dict[str, float]:
     """Peak resident memory of this process (and peak CUDA allocation when on a GPU)."""
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     scale = 1 / 1024 if sys.platform != "darwin" else 1 / (1024 * 1024)  # Linux reports KiB, macOS bytes
     peak = {"peak_rss_mb": round(rss_kb * scale, 1)}
     if device.type == "cuda":
+        import torch
+
         peak["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return peak

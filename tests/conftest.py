@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny import BUILDERS  # noqa: E402
-from promptcli.gguf import model_cache_dir  # noqa: E402
+from promptcli.models.gguf import model_cache_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

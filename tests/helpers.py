@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from promptcli.predictors import label_log_probs
-from promptcli.models import load_model
-from promptcli.runner import RunConfig, prepare
+from promptcli.evaluation.inputs import prepare
+from promptcli.models.weights import load_model
 from promptcli.scoring import make_scorer
-from promptcli.scoring.base import ScoringOptions
+from promptcli.scoring.labels import LabelDistribution
+from promptcli.spec.runconfig import RunConfig, ScoringConfig
 
 WORDS = ["the movie was fun", "a terrible plot", "great acting and a good story , i liked it", "bad",
          "it is what it is", "an awful film", "the music is good", "boring", "a wonderful film with great acting",
@@ -50,7 +50,7 @@ class Pipeline:
         return self.prepared.encoded
 
     def scorer(self, batch_size: int = 8):
-        return make_scorer(self.loaded, ScoringOptions(batch_size=batch_size, normalize=self.normalize,
+        return make_scorer(self.loaded, ScoringConfig(batch_size=batch_size, normalize=self.normalize,
                                                        multi_token=self.prepared.verbalizer.multi_token))
 
     def word_scores(self, batch_size: int, order: list | None = None) -> dict[int, torch.Tensor]:
@@ -59,7 +59,7 @@ class Pipeline:
 
     def label_log_probs(self, batch_size: int, order: list | None = None) -> dict[int, torch.Tensor]:
         return self._batched(batch_size, order,
-                             lambda scorer, batch: label_log_probs(scorer, self.prepared.verbalizer, batch))
+                             lambda scorer, batch: LabelDistribution(self.prepared.verbalizer)(scorer.word_scores(batch)))
 
     def _batched(self, batch_size: int, order: list | None, score) -> dict[int, torch.Tensor]:
         scorer = self.scorer(batch_size)

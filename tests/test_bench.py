@@ -22,7 +22,8 @@ from bench.lmeval_task import NotExpressible, fixed_demonstrations, task_config,
 from bench.prompt_tuning import PeftLoop, prepare_training, tune_options  # noqa: E402
 from bench.quality import TASKS, Splits, k_shot, read_rows  # noqa: E402
 from bench.scenarios import METHOD_NAMES, SCENARIOS, promptcli_method  # noqa: E402
-from promptcli.evaluate import plan_batches  # noqa: E402
+from promptcli.scoring.labels import combine
+from promptcli.evaluation.batches import plan_batches  # noqa: E402
 
 MIXED = {"negative": ["terrible", "dreadful"], "positive": ["great", "magnificent"]}
 
@@ -103,7 +104,8 @@ def test_lm_eval_reads_the_same_prompts_and_tokens(tiny, tmp_path):
 
 def fewshot_inputs(folder: Path, model: str, words: dict, shots: int = 2, rows: list[dict] | None = None):
     """A few-shot template (fixed, balanced demonstrations) with its training and data files, prepared."""
-    from promptcli.runner import RunConfig, prepare
+    from promptcli.evaluation.inputs import prepare
+    from promptcli.spec.runconfig import RunConfig
 
     write(folder / "v.yaml", json.dumps({"labels": words}))
     template = write(folder / "t.yaml", json.dumps({
@@ -118,15 +120,15 @@ def fewshot_inputs(folder: Path, model: str, words: dict, shots: int = 2, rows: 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
 def test_fewshot_floor_scores_like_promptcli(tiny, tmp_path, name):
-    from promptcli.models import load_model
+    from promptcli.models.weights import load_model
     from promptcli.scoring import make_scorer
-    from promptcli.scoring.base import ScoringOptions
+    from promptcli.spec.runconfig import ScoringConfig
 
     _, prepared = fewshot_inputs(tmp_path, tiny[name], MIXED)
     assert all(e.demos == 2 and not e.dropped for e in prepared.encoded)
     loaded = load_model(prepared.info, device="cpu", dtype="float32")
     batches = plan_batches(prepared.encoded, 4)
-    scorer = make_scorer(loaded, ScoringOptions(batch_size=4))
+    scorer = make_scorer(loaded, ScoringConfig(batch_size=4))
     prefix = common_prefix(prepared.encoded)
     floor = causal_floor(loaded.model, loaded.tokenizer, batches, 4, naive=False, prefix=prefix)
     kept: dict[int, list[float]] = {}
@@ -134,10 +136,10 @@ def test_fewshot_floor_scores_like_promptcli(tiny, tmp_path, name):
         assert scorer.share_prefix([e.context for e in prepared.encoded]) == len(prefix) > 10  # demos shared
         floor.step(kept)
         mine = {e.index: row for batch in batches for e, row in zip(batch, scorer.word_scores(batch))}
-    combine = prepared.verbalizer.combine
+    verbalizer = prepared.verbalizer
     for index, row in mine.items():
-        theirs = combine(torch.tensor([kept[index]])).log_softmax(-1)[0]
-        torch.testing.assert_close(theirs, combine(row[None]).log_softmax(-1)[0], atol=1e-4, rtol=0)
+        theirs = combine(verbalizer, torch.tensor([kept[index]])).log_softmax(-1)[0]
+        torch.testing.assert_close(theirs, combine(verbalizer, row[None]).log_softmax(-1)[0], atol=1e-4, rtol=0)
     assert (floor.positions, floor.sequences) == (scorer.positions, scorer.sequences)  # the prefix counted once
 
 
@@ -147,9 +149,9 @@ def test_lm_eval_fewshot_task_is_promptclis_prompt(tiny, tmp_path):
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from promptcli.models import load_model
+    from promptcli.models.weights import load_model
     from promptcli.scoring import make_scorer
-    from promptcli.scoring.base import ScoringOptions
+    from promptcli.spec.runconfig import ScoringConfig
 
     config, prepared = fewshot_inputs(tmp_path, tiny["gpt2"], {"negative": ["terrible"], "positive": ["great"]})
     write_task(tmp_path / "task", config.template, config.data, "bench_fewshot", config.train)
@@ -165,7 +167,7 @@ def test_lm_eval_fewshot_task_is_promptclis_prompt(tiny, tmp_path):
             assert tuple(map(tuple, lm._encode_pair(context, choice))) == (enc.context, word)
     out = lm_eval.simple_evaluate(model=lm, tasks=["bench_fewshot"], task_manager=manager, log_samples=True,
                                   bootstrap_iters=0)
-    scorer = make_scorer(load_model(prepared.info, device="cpu", dtype="float32"), ScoringOptions())
+    scorer = make_scorer(load_model(prepared.info, device="cpu", dtype="float32"), ScoringConfig())
     with torch.inference_mode():
         mine = scorer.word_scores(prepared.encoded)
     theirs = {s["doc_id"]: [float(r[0]) for r in s["filtered_resps"]] for s in out["samples"]["bench_fewshot"]}
@@ -189,7 +191,8 @@ def test_scenario_d_shows_16_shared_demonstrations():
 
 
 def self_consistency(folder: Path, model: str, decoding: dict, samples: int = 3):
-    from promptcli.runner import RunConfig, prepare
+    from promptcli.evaluation.inputs import prepare
+    from promptcli.spec.runconfig import RunConfig
 
     write(folder / "v.yaml", json.dumps({"labels": {"negative": ["terrible"], "positive": ["great"]}}))
     template = write(folder / "sc.yaml", json.dumps({
@@ -200,10 +203,10 @@ def self_consistency(folder: Path, model: str, decoding: dict, samples: int = 3)
 
 
 def test_generate_floor_writes_what_promptcli_writes(tiny, tmp_path):
-    from promptcli.generate import Decoding, Generator
-    from promptcli.models import load_model
+    from promptcli.scoring.generate import Decoding, Generator
+    from promptcli.models.weights import load_model
     from promptcli.scoring import make_scorer
-    from promptcli.scoring.base import ScoringOptions
+    from promptcli.spec.runconfig import ScoringConfig
 
     stop = [" m"]  # a stop string the tiny model writes in some paths only
     prepared = self_consistency(tmp_path, tiny["gpt2"], {"strategy": "greedy", "max_new_tokens": 12, "stop": stop})
@@ -212,7 +215,7 @@ def test_generate_floor_writes_what_promptcli_writes(tiny, tmp_path):
     batches = plan_batches(prepared.encoded, 4)
     floor = generate_floor(loaded.model, loaded.tokenizer, batches, decoding)
     kept: dict[int, list[list[int]]] = {}
-    generator = Generator(loaded, make_scorer(loaded, ScoringOptions(batch_size=4)), decoding)
+    generator = Generator(loaded, make_scorer(loaded, ScoringConfig(batch_size=4)), decoding)
     with torch.inference_mode():
         floor.step(kept)
         mine = {e.index: texts for batch in batches for e, texts in zip(batch, generator.generate(batch))}
@@ -226,7 +229,7 @@ def test_generate_floor_writes_what_promptcli_writes(tiny, tmp_path):
 @pytest.mark.parametrize("top_k, top_p, temperature", [(40, 0.95, 0.7), (None, 0.5, 1.0), (5, None, 2.0),
                                                         (None, None, 0.7)])
 def test_generate_floor_samples_from_promptclis_distribution(top_k, top_p, temperature):
-    from promptcli.generate import Decoding, sampling_probs
+    from promptcli.scoring.generate import Decoding, sampling_probs
 
     decoding = Decoding(strategy="sample", top_k=top_k, top_p=top_p, temperature=temperature)
     log_probs = (3 * torch.randn(6, 200, generator=torch.Generator().manual_seed(0))).log_softmax(-1)
@@ -240,7 +243,7 @@ def test_peft_loop_trains_the_prompt_promptcli_tune_trains(tiny, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from promptcli.tuning import tune
+    from promptcli.tuning.tuner import tune
 
     write(tmp_path / "v.yaml", json.dumps({"labels": {"negative": ["terrible"], "positive": ["great"]}}))
     template = write(tmp_path / "t.yaml", json.dumps({
@@ -253,7 +256,7 @@ def test_peft_loop_trains_the_prompt_promptcli_tune_trains(tiny, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tiny["gpt2"], dtype=torch.float32)
     loop = PeftLoop(model, prepare_training(model, job), tune_options(job))
     losses = loop.train()
-    assert len(losses) == result.manifest["training"]["steps"] == 6  # 3 batches (3, 3, 2 rows) × 2 epochs
+    assert len(losses) == result.manifest.training["steps"] == 6  # 3 batches (3, 3, 2 rows) × 2 epochs
     assert [c["train_loss"] for c in result.curve[1:]] == pytest.approx(losses, abs=1e-5)
     trained = load_file(str(tmp_path / "tuned" / "adapter_model.safetensors"))["prompt_embeddings"]
     torch.testing.assert_close(loop.weight.detach(), trained, atol=1e-3, rtol=0)
@@ -263,7 +266,7 @@ def test_peft_loop_trains_the_prompt_promptcli_tune_trains(tiny, tmp_path):
 
 def test_every_scenario_can_run():
     from bench.measure import method_setups
-    from promptcli.spec import load_template
+    from promptcli.spec.loading import load_template
 
     for scenario in SCENARIOS.values():
         assert scenario.missing is None and set(scenario.methods) <= set(method_setups()) <= set(METHOD_NAMES)

@@ -9,16 +9,16 @@ import yaml
 from typer.testing import CliRunner
 
 import promptcli
-import promptcli.predictors as predictors
+import promptcli.evaluation.calibration as calibration
 from conftest import EXAMPLE_ROWS, REPO, write
-from promptcli.calibration import calibrate, content_free_inputs, default_premise
 from promptcli.cli import app
 from promptcli.errors import RunError
-from promptcli.models import load_model
-from promptcli.predictors import label_log_probs
-from promptcli.runner import RunConfig, prepare
+from promptcli.evaluation.calibration import content_free_inputs, default_premise
+from promptcli.evaluation.inputs import prepare
+from promptcli.models.weights import load_model
 from promptcli.scoring import make_scorer
-from promptcli.scoring.base import ScoringOptions
+from promptcli.scoring.labels import LabelDistribution, calibrate
+from promptcli.spec.runconfig import RunConfig, ScoringConfig
 
 DATA = str(REPO / "examples/sst2.jsonl")
 MANUAL = str(REPO / "templates/sst2/manual.yaml")
@@ -39,14 +39,14 @@ def test_calibrated_run_equals_the_plain_run_divided_by_p_cf(tiny, tmp_path, nam
     plain = promptcli.run(template, DATA, tiny[name], out=tmp_path / "a", progress=False, cache=False)
     calibrated = promptcli.run(template, DATA, tiny[name], out=tmp_path / "b", progress=False, cache=False,
                                calibrate="contextual")
-    p_cf = calibrated.record["calibration"]["contextual"]
+    p_cf = calibrated.record.calibration["contextual"]
     # p_cf is the mean distribution of the content-free inputs, scored on their own
     prepared = prepare(RunConfig(template=template, data=DATA, model=tiny[name]))
-    scorer = make_scorer(load_model(prepared.info, device="cpu", dtype="float32"), ScoringOptions())
-    inputs = content_free_inputs(prepared, ["N/A", "", "{mask_token}"])
+    scorer = make_scorer(load_model(prepared.info, device="cpu", dtype="float32"), ScoringConfig())
+    inputs = content_free_inputs(prepared)  # the template's: "N/A", "", "{mask_token}"
     assert len(inputs) == (3 if name == "bert" else 2)  # the mask token only where there is one
     with torch.inference_mode():
-        expected = label_log_probs(scorer, prepared.verbalizer, inputs).exp().mean(0)
+        expected = LabelDistribution(prepared.verbalizer)(scorer.word_scores(inputs)).exp().mean(0)
     assert list(p_cf.values()) == pytest.approx(expected.tolist(), abs=1e-5)
     for a, b in zip(plain.predictions, calibrated.predictions):
         ratio = {label: a.probs[label] / p_cf[label] for label in a.probs}
@@ -83,7 +83,7 @@ def test_default_premise_is_the_templates_own_words(tiny):
 
 def test_content_free_and_premise_terms_are_computed_once(tiny, tmp_path, monkeypatch):
     calls = {"content_free": 0, "premise": 0}
-    real_cf, real_premise = predictors.content_free_inputs, predictors.premise_input
+    real_cf, real_premise = calibration.content_free_inputs, calibration.premise_input
 
     def counted(name, real):
         def wrapper(*args, **kwargs):
@@ -91,13 +91,13 @@ def test_content_free_and_premise_terms_are_computed_once(tiny, tmp_path, monkey
             return real(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(predictors, "content_free_inputs", counted("content_free", real_cf))
-    monkeypatch.setattr(predictors, "premise_input", counted("premise", real_premise))
+    monkeypatch.setattr(calibration, "content_free_inputs", counted("content_free", real_cf))
+    monkeypatch.setattr(calibration, "premise_input", counted("premise", real_premise))
     result = promptcli.run(str(REPO / "tests/templates/causal.yaml"), DATA, tiny["gpt2"], out=tmp_path / "o",
                            progress=False, calibrate="contextual", normalize="pmi", batch_size=4, cache=False)
     assert calls == {"content_free": 1, "premise": 1}
     # every example + 2 content-free inputs + 1 premise, plus at most one shared prefix
-    assert EXAMPLE_ROWS + 3 <= result.record["work"]["forward_passes"] <= EXAMPLE_ROWS + 4
+    assert EXAMPLE_ROWS + 3 <= result.record.work["forward_passes"] <= EXAMPLE_ROWS + 4
 
 
 def test_pmi_and_calibration_are_refused_where_they_cannot_apply(tiny, tmp_path):
@@ -113,18 +113,18 @@ def test_score_cache_hits_skip_the_model_and_change_nothing(tiny, tmp_path):
     first = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "a", progress=False, calibrate="contextual")
     second = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "b", progress=False, calibrate="contextual")
     n = EXAMPLE_ROWS + 3  # every example + 3 content-free inputs
-    assert first.record["cache"] == {"hits": 0, "misses": n, "writes": n, "corrupt": 0}
-    assert second.record["cache"] == {"hits": n, "misses": 0, "writes": 0, "corrupt": 0}
-    assert second.record["work"]["model_calls"] == 0 and second.record["timing"]["load_model_s"] == 0
+    assert first.record.cache == {"hits": 0, "misses": n, "writes": n, "corrupt": 0}
+    assert second.record.cache == {"hits": n, "misses": 0, "writes": 0, "corrupt": 0}
+    assert second.record.work["model_calls"] == 0 and second.record.timing["load_model_s"] == 0
     assert (tmp_path / "a/predictions.jsonl").read_bytes() == (tmp_path / "b/predictions.jsonl").read_bytes()
     # scores do not depend on the batch size, so another batching reuses them too
     other = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "c", progress=False, batch_size=7)
-    assert other.record["cache"]["misses"] == 0
+    assert other.record.cache["misses"] == 0
     changed = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "e", progress=False,
                             verbalizer=str(REPO / "verbalizers/sst2-words.yaml"))
-    assert changed.record["cache"]["hits"] == 0  # other label words: other keys
+    assert changed.record.cache["hits"] == 0  # other label words: other keys
     off = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "d", progress=False, cache=False)
-    assert "cache" not in off.record and off.record["work"]["model_calls"] > 0
+    assert off.record.cache is None and off.record.work["model_calls"] > 0
 
 
 def test_a_corrupted_cache_is_reported_and_rebuilt(tiny, tmp_path):
@@ -146,11 +146,11 @@ def test_runs_are_recorded_and_can_be_listed_shown_and_compared(tiny, tmp_path):
     runner = CliRunner()
     listed = json.loads(runner.invoke(app, ["runs", "list", "--format", "json"]).stdout)
     assert [(r["id"], r["name"], r["status"]) for r in listed[:2]] == [
-        (b.record["store_id"], "sst2-manual-words", "finished"), (a.record["store_id"], "sst2-manual", "finished")]
+        (b.record.store_id, "sst2-manual-words", "finished"), (a.record.store_id, "sst2-manual", "finished")]
     assert runner.invoke(app, ["runs", "list"]).exit_code == 0
-    shown = json.loads(runner.invoke(app, ["runs", "show", str(a.record["store_id"])]).stdout)
-    assert shown["metrics"]["accuracy"] == a.accuracy and shown["record"]["hashes"] == a.record["hashes"]
-    compared = runner.invoke(app, ["runs", "compare", str(a.record["store_id"]), str(b.record["store_id"])])
+    shown = json.loads(runner.invoke(app, ["runs", "show", str(a.record.store_id)]).stdout)
+    assert shown["metrics"]["accuracy"] == a.accuracy and shown["record"]["hashes"] == a.record.hashes
+    compared = runner.invoke(app, ["runs", "compare", str(a.record.store_id), str(b.record.store_id)])
     assert compared.exit_code == 0 and f"McNemar's exact test on {EXAMPLE_ROWS} shared examples" in compared.stdout
     assert "hash.verbalizer" in compared.stdout  # what differs is shown
     missing = runner.invoke(app, ["runs", "show", "999"])
@@ -161,11 +161,11 @@ def test_an_extreme_content_free_distribution_is_shown_and_warned(tiny, tmp_path
     """A label the content-free inputs almost never get (<1%) is inflated by calibration: say so."""
     from rich.console import Console
 
-    from promptcli.report import summary_table
+    from promptcli.report.terminal import summary_table
 
     result = promptcli.run(str(REPO / "tests/templates/causal.yaml"), DATA, tiny["gpt2"], out=tmp_path / "a",
                            progress=False, calibrate="contextual", cache=False)
-    p_cf = result.record["calibration"]["contextual"]
+    p_cf = result.record.calibration["contextual"]
     console = Console(record=True, width=200)
     console.print(summary_table(result))
     text = console.export_text()
@@ -173,7 +173,7 @@ def test_an_extreme_content_free_distribution_is_shown_and_warned(tiny, tmp_path
     quiet = "dividing by so small a probability" not in capsys.readouterr().err
     assert quiet == (min(p_cf.values()) >= 0.01)
 
-    monkeypatch.setattr(predictors, "EXTREME", 1.0)  # every label is now "extreme"
+    monkeypatch.setattr(calibration, "EXTREME", 1.0)  # every label is now "extreme"
     promptcli.run(str(REPO / "tests/templates/causal.yaml"), DATA, tiny["gpt2"], out=tmp_path / "b",
                   progress=False, calibrate="contextual", cache=False)
     err = capsys.readouterr().err

@@ -79,7 +79,7 @@ def test_api_is_the_same_road(tiny, tmp_path):
 def test_api_accepts_rows_in_memory(tiny, tmp_path):
     rows = sentences(10)
     result = promptcli.run(MANUAL, rows, tiny["roberta"], out=tmp_path / "o", progress=False)
-    assert result.metrics["n"] == 10 and result.record["config"]["data"] == "<rows>"
+    assert result.metrics["n"] == 10 and result.record.config["data"] == "<rows>"
 
 
 def _interrupt_after(batches: int):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import write
-from promptcli.data import LabelSpace, load_dataset
+from promptcli.spec.data import LabelSpace, load_dataset
 from promptcli.errors import DataError
 
 LABELS = LabelSpace(["negative", "positive"], {"0": "negative", "1": "positive"})

@@ -8,9 +8,10 @@ import typer.main
 
 from conftest import REPO
 from promptcli.cli import app
-from promptcli.spec import (CoStarSections, CoStarTemplate, CotTemplate, DecodingSpec, DemonstrationsSpec,
-                            ManualTemplate, ScoringSpec, SelfConsistencyTemplate, VerbalizerSpec, XmlTemplate)
-from promptcli.sweep import SweepOptions, SweepSpec
+from promptcli.spec.sweepfile import SweepOptions, SweepSpec
+from promptcli.spec.template import (CoStarSections, CoStarTemplate, CotTemplate, DecodingSpec, DemonstrationsSpec,
+                                     ManualTemplate, ScoringSpec, SelfConsistencyTemplate, XmlTemplate)
+from promptcli.spec.verbalizer import VerbalizerSpec
 
 README = (REPO / "README.md").read_text()
 

@@ -12,15 +12,16 @@ import yaml
 import promptcli
 from conftest import EXAMPLE_ROWS, REPO, write
 from helpers import count_model_work, sentences
-from promptcli.data import Example
-from promptcli.demos import DemoSelector
+from promptcli.spec.data import Example
+from promptcli.prompt.demos import DemoSelector
 from promptcli.errors import RunError, SpecError
-from promptcli.predictors import label_log_probs
-from promptcli.models import load_model
-from promptcli.runner import RunConfig, prepare
+from promptcli.scoring.labels import LabelDistribution
+from promptcli.models.weights import load_model
+from promptcli.evaluation.inputs import prepare
+from promptcli.spec.runconfig import RunConfig
 from promptcli.scoring import make_scorer
-from promptcli.scoring.base import ScoringOptions
-from promptcli.spec import DemonstrationsSpec
+from promptcli.spec.runconfig import ScoringConfig
+from promptcli.spec.template import DemonstrationsSpec
 
 LABELS = ["negative", "neutral", "positive"]
 WORDS = {"negative": "bad", "neutral": "okay", "positive": "good"}
@@ -116,7 +117,7 @@ def test_length_limit_drops_demonstrations_before_the_query(tiny, tmp_path):
 
 
 def _score_all(prepared, loaded, prefix_cache: bool, batch_size: int = 8):
-    scorer = make_scorer(loaded, ScoringOptions(batch_size=batch_size, prefix_cache=prefix_cache))
+    scorer = make_scorer(loaded, ScoringConfig(batch_size=batch_size, prefix_cache=prefix_cache))
     seen, handle = count_model_work(loaded.model)
     out = {}
     try:
@@ -124,7 +125,7 @@ def _score_all(prepared, loaded, prefix_cache: bool, batch_size: int = 8):
             shared = scorer.share_prefix([e.context for e in prepared.encoded])
             for start in range(0, len(prepared.encoded), batch_size):
                 batch = prepared.encoded[start:start + batch_size]
-                for enc, row in zip(batch, label_log_probs(scorer, prepared.verbalizer, batch)):
+                for enc, row in zip(batch, LabelDistribution(prepared.verbalizer)(scorer.word_scores(batch))):
                     out[enc.index] = row
     finally:
         handle.remove()
@@ -151,10 +152,10 @@ def test_fixed_demonstrations_are_computed_once(tiny, tmp_path, name):
 def test_fewshot_run_end_to_end_with_mlm(tiny, tmp_path):
     result = promptcli.run(str(REPO / "templates/sst5/manual-fewshot.yaml"), str(REPO / "examples/sst5.jsonl"),
                            tiny["bert"], out=tmp_path / "o", train=str(REPO / "examples/sst5.jsonl"), progress=False)
-    demos = result.record["counts"]["demonstrations"]
+    demos = result.record.counts["demonstrations"]
     # train = test: the one query per label that equals that label's chosen row gets the next one instead
     assert demos["per_example"] == 5 and demos["query_skipped"] == 5
-    assert result.record["hashes"]["train"]
+    assert result.record.hashes["train"]
 
 
 def chat_template(tmp_path) -> str:

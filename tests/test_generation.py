@@ -11,17 +11,18 @@ import yaml
 
 import promptcli
 from conftest import REPO, write
-from helpers import count_model_work
-from promptcli.answers import TIE_RULE, AnswerMap, extract, normalise, vote
+from promptcli.scoring.answers import TIE_RULE, AnswerMap, extract, normalise, vote
 from promptcli.errors import RunError
-from promptcli.generate import Decoding, Generator, sampling_probs
-from promptcli.metrics import path_summary, tie_summary
-from promptcli.models import load_model
-from promptcli.runner import RunConfig, prepare
+from promptcli.scoring.generate import Decoding, Generator, sampling_probs
+from promptcli.evaluation.metrics import path_summary, tie_summary
+from promptcli.models.weights import load_model
+from promptcli.evaluation.inputs import prepare
+from promptcli.spec.runconfig import RunConfig
 from promptcli.scoring import make_scorer
-from promptcli.scoring.base import ScoringOptions
-from promptcli.spec import VerbalizerSpec, VerbalizerFile
-from promptcli.verbalizer import Verbalizer
+from promptcli.spec.runconfig import ScoringConfig
+from promptcli.spec.loading import VerbalizerFile
+from promptcli.spec.verbalizer import VerbalizerSpec
+from promptcli.prompt.verbalizer import Verbalizer
 
 DATA = str(REPO / "examples/sst2.jsonl")
 VERB = {"labels": {"negative": ["terrible", "bad"], "positive": ["great"]}}
@@ -152,7 +153,7 @@ def cot_template(tmp_path, kind: str = "cot", **extra) -> str:
 def generator_for(tiny, tmp_path, name: str, decoding: Decoding, limit: int = 6):
     prepared = prepare(RunConfig(template=cot_template(tmp_path), data=DATA, model=tiny[name], limit=limit))
     loaded = load_model(prepared.info, device="cpu", dtype="float32")
-    scorer = make_scorer(loaded, ScoringOptions(batch_size=8))
+    scorer = make_scorer(loaded, ScoringConfig(batch_size=8))
     return prepared, loaded, Generator(loaded, scorer, decoding)
 
 
@@ -281,7 +282,7 @@ def test_path_abstentions_and_ties_are_reported_end_to_end(tiny, tmp_path, monke
     assert m["ties"] == {"count": 2, "rule": TIE_RULE, "given_to": {"negative": 2, "positive": 0}, "correct": 0}
 
     from rich.console import Console
-    from promptcli.report import summary_table
+    from promptcli.report.terminal import summary_table
     console = Console(record=True, width=120)
     console.print(summary_table(result))
     shown = console.export_text()

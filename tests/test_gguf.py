@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 import promptcli
-import promptcli.embedded as embedded
-import promptcli.gguf as gguf
-import promptcli.models as models
+import promptcli.models.embedded as embedded
+import promptcli.models.gguf as gguf
+import promptcli.models.info as models
 from conftest import REPO, write
-from test_cli import CAUSAL, EXAMPLES, cli, read_lines
-from promptcli.gguf_file import sha256_file
+from test_cli import CAUSAL, EXAMPLES, cli
+from promptcli.models.gguf_file import sha256_file
 from tinygguf import reference_llama, write_tiny_gguf, write_truncated_gguf, write_unsupported_arch_gguf
 
 
@@ -74,7 +74,7 @@ def test_the_second_load_reads_the_cache_and_a_folder_with_one_gguf_is_the_same(
 @pytest.mark.parametrize("damage", ["truncate weights", "flip a byte", "no marker", "drop a file"])
 def test_a_damaged_cache_entry_is_rebuilt_never_used(tiny_gguf, tmp_path, damage, capsys):
     first = promptcli.run(CAUSAL, EXAMPLES, str(tiny_gguf), out=tmp_path / "a", progress=False, cache=False)
-    folder = Path(first.record["model"]["path"])
+    folder = Path(first.record.model["path"])
     weights = folder / "model.safetensors"
     if damage == "truncate weights":
         weights.write_bytes(weights.read_bytes()[:1000])
@@ -164,8 +164,8 @@ def test_a_short_name_and_its_gguf_give_identical_predictions(fake_embedded, tin
     models._RESOLVED.clear()
     by_file = promptcli.run(CAUSAL, EXAMPLES, str(tiny_gguf), out=tmp_path / "b", progress=False, cache=False)
     assert probs(by_name) == probs(by_file)
-    assert by_name.record["model"]["gguf"]["file"].endswith(f": {fake_embedded.gguf_name}")
-    assert by_name.record["hashes"]["model"] == by_file.record["hashes"]["model"]
+    assert by_name.record.model["gguf"]["file"].endswith(f": {fake_embedded.gguf_name}")
+    assert by_name.record.hashes["model"] == by_file.record.hashes["model"]
     assert len(gguf.cache_entries()) == 1
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from promptcli.html_report import write_html_report
-from promptcli.stats import reliability_bins
+from promptcli.report.html import write_html_report
+from promptcli.evaluation.stats import reliability
 
 EVIL = "<script>alert(1)</script>"
 AMP = 'xml & "quotes"'
@@ -32,8 +32,8 @@ CONFUSIONS = {
 # Hand computation (as in test_stats): bin [0.9, 1]: 4 examples, mean conf 0.95, acc 0.5;
 # bin [0.6, 0.7): 2 examples, conf 0.6, acc 1.0; ECE = 4/6·0.45 + 2/6·0.4 = 0.4333
 RELIABILITY = {
-    "manual · roberta": reliability_bins([0.9, 0.9, 1.0, 1.0, 0.6, 0.6], [True, False, True, False, True, True]),
-    AMP: reliability_bins([0.55, 0.65, 0.75, 0.85, 0.95], [True, True, False, True, True], bins=5),
+    "manual · roberta": reliability([0.9, 0.9, 1.0, 1.0, 0.6, 0.6], [True, False, True, False, True, True]),
+    AMP: reliability([0.55, 0.65, 0.75, 0.85, 0.95], [True, True, False, True, True], bins=5),
 }
 AGREEMENT = {"self-consistency": {"1.0": 300, "0.4": 5, "0.8": 120, "0.6": 30}}
 VOID = {"meta", "br", "hr", "img", "input", "link", "area", "base", "col", "embed", "source", "track", "wbr"}
@@ -126,7 +126,7 @@ def test_figures_and_their_svg_elements(tmp_path):
     assert len(page.find("rect", "reliability-0", "bin")) == 2
     assert len(page.find("circle", "reliability-0", "point")) == 2
     assert len(page.find("line", "reliability-0", "diagonal")) == 1
-    assert "ECE = 0.433" in page.figure_text("reliability-0")
+    assert "ECE = 43.33%" in page.figure_text("reliability-0")  # a percentage, as in the terminal and report.md
     assert len(page.find("rect", "reliability-1", "bin")) == 3  # 0.55 | 0.65, 0.75 | 0.85, 0.95
 
     # agreement: one bar per level, in numeric order
@@ -168,6 +168,23 @@ def test_optional_sections(tmp_path):
                               agreement=None, notes=()))
     assert [a["id"] for a in page.find("section")] == ["leaderboard"] and not page.find("figure")
     assert "No variants." in page.figure_text(None)
+
+
+def test_ece_is_a_percentage_as_in_the_terminal_and_report_md(tmp_path):
+    """report.html once showed ECE as a fraction (0.0523) where the other reports showed 5.23."""
+    from rich.console import Console
+
+    from promptcli.evaluation.leaderboard import Row
+    from promptcli.report.terminal import leaderboard_table
+
+    row = Row(rank=1, variant="a", metric="ece", value=0.0523, std=0.0, low=0.04, high=0.061, seeds=1, n=10,
+              examples_per_s=1.0, p_value=None, test=None, significant=None, accuracy=0.5, macro_f1=0.5, ece=0.0523,
+              log_loss=0.7)
+    text = write_sample(tmp_path / "report.html", leaderboard=[row.to_dict()])
+    assert "5.23" in parse(text).figure_text("leaderboard-chart") and "0.0523" not in text
+    console = Console(record=True, width=200)
+    console.print(leaderboard_table([row], "ece"))
+    assert "5.23" in console.export_text()
 
 
 def test_other_metrics_are_not_percentages(tmp_path):

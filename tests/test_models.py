@@ -4,7 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
-from promptcli.models import load_info
+from promptcli.models.info import load_info
 
 
 def test_a_tokenizer_loads_once_per_process_and_again_when_its_files_change(tiny, tmp_path):

@@ -12,11 +12,11 @@ import time
 import pytest
 
 import promptcli
-import promptcli.gguf as gguf
-import promptcli.models as models
+import promptcli.models.gguf as gguf
+import promptcli.models.info as models
 from conftest import REPO, shared_path, write
-from promptcli.embedded import MODELS
-from promptcli.tuning import tune
+from promptcli.models.embedded import MODELS
+from promptcli.tuning.tuner import tune
 
 pytestmark = pytest.mark.real
 GEMMA, SMOL = "gemma-3-270m", "smollm2-135m-instruct"
@@ -66,8 +66,8 @@ def test_the_converted_model_is_cached_and_a_gguf_path_equals_the_short_name(nam
     by_file = promptcli.run(REPO / "templates/sst2/causal.yaml", REPO / "examples/sst2.jsonl", str(gguf_file),
                             out=tmp_path / "b", progress=False, cache=False)
     assert [p.probs for p in by_name.predictions] == [p.probs for p in by_file.predictions]
-    assert by_name.record["model"]["gguf"]["sha256"] == by_file.record["model"]["gguf"]["sha256"]
-    assert by_name.record["hashes"]["model"] == by_file.record["hashes"]["model"]
+    assert by_name.record.model["gguf"]["sha256"] == by_file.record.model["gguf"]["sha256"]
+    assert by_name.record.hashes["model"] == by_file.record.hashes["model"]
     print(f"{name}: resolved in {first_s:.1f} s")
 
 
@@ -79,5 +79,5 @@ def test_tune_trains_a_prompt_on_each_embedded_model(name, tmp_path):
     result = tune(REPO / "templates/sst2/causal.yaml", train, needs(name), out=tmp_path / "prompt",
                     progress=False, virtual_tokens=4, epochs=1, batch_size=8, lr=0.1)
     manifest = result.manifest
-    assert manifest["parameters"]["trainable"] == 4 * models.load_info(name).config.hidden_size
+    assert manifest.parameters["trainable"] == 4 * models.load_info(name).config.hidden_size
     assert (result.out_dir / "adapter_model.safetensors").exists()

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import write
 from promptcli.errors import DataError, SpecError
-from promptcli.rendering import Renderer
-from promptcli.spec import load_template
+from promptcli.prompt.render import Renderer
+from promptcli.spec.loading import load_template
 
 VERB = "verbalizer:\n  labels: {negative: [bad], positive: [good]}\n"
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers import Pipeline, count_model_work, sentences
+from promptcli.scoring.labels import combine
 
 # Label words that are multi-token in the tiny vocabularies ("magnificent", "dreadful"),
 # mixed with single-token ones, so every path of both scorers runs.
@@ -156,7 +157,7 @@ def test_aggregate_combines_word_probabilities(tiny, tmp_path, rows):
         pipe = Pipeline(tmp_path / aggregate, tiny["bert"], "{{ text }} it was {{ mask }} .", MIXED, rows[:4],
                         aggregate=aggregate)
         words = pipe.word_scores(batch_size=4)
-        labels = {e.index: pipe.prepared.verbalizer.combine(words[e.index][None])[0] for e in pipe.encoded}
+        labels = {e.index: combine(pipe.prepared.verbalizer, words[e.index][None])[0] for e in pipe.encoded}
         results[aggregate] = (words, labels)
     words, _ = results["mean"]
     for index, w in words.items():

@@ -7,8 +7,8 @@ import pytest
 
 from conftest import REPO, write
 from promptcli.errors import SpecError
-from promptcli.rendering import Renderer
-from promptcli.spec import load_template, load_verbalizer
+from promptcli.prompt.render import Renderer
+from promptcli.spec.loading import load_template, load_verbalizer
 
 VERB = "labels:\n  negative: [bad]\n  positive: [good]\n"
 
@@ -23,6 +23,18 @@ def test_shipped_templates_load_and_compile(path):
     renderer = Renderer(template)
     prompt = renderer.render({f: "an example" for f in renderer.fields})
     assert prompt.prefix and "an example" in prompt.show()
+
+
+MEASURED = [p for p in shipped("templates") if p.stem in ("causal", "chat", "causal-fewshot")]
+
+
+@pytest.mark.parametrize("path", MEASURED, ids=lambda p: str(p.relative_to(REPO)))
+def test_shipped_real_model_templates_state_their_measured_accuracy_and_command(path):
+    """Each header says how its defaults were chosen and what it measured, with the command to repeat it."""
+    header = "".join(line[1:].strip() + " " for line in path.read_text().splitlines() if line.startswith("#"))
+    assert "chosen on" in header and "Measured by bench/quality.py" in header
+    assert f"python bench/quality.py --tasks {path.parent.name} --models " in header
+    assert "%" in header.split("Measured by", 1)[1]
 
 
 @pytest.mark.parametrize("path", shipped("verbalizers"), ids=lambda p: p.name)

@@ -1,14 +1,18 @@
-"""Leaderboard statistics against values computed by hand (the computation is in the comments)."""
+"""Statistics against values computed by hand (the computation is in the comments): one implementation
+serves metrics.json, the leaderboard and the report."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from promptcli.metrics import classification_metrics
-from promptcli.stats import (Bin, Interval, bootstrap_ci, bootstrap_metric_ci, ece_of_bins,
-                             expected_calibration_error, log_loss, mcnemar_exact, mean_std, paired_bootstrap,
-                             reliability_bins)
+import torch
+
+from promptcli.evaluation import stats
+from promptcli.evaluation.leaderboard import Columns
+from promptcli.evaluation.metrics import classification_metrics
+from promptcli.evaluation.outputs import Prediction
+from promptcli.evaluation.stats import Bin, mcnemar_exact, reliability_bins
 
 
 def pairs(b01: int, b10: int, both_right: int = 0, both_wrong: int = 0) -> tuple[list[bool], list[bool]]:
@@ -64,87 +68,51 @@ def test_mcnemar_needs_paired_vectors():
         mcnemar_exact([True, False], [True])
 
 
-# ---- bootstrap -------------------------------------------------------------------------------
+# ---- one implementation, any number of resamples -----------------------------------------------
 
-VALUES = [1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1]  # 15 of 20 → mean 0.75
-
-
-def test_bootstrap_ci_contains_the_mean_and_is_reproducible():
-    ci = bootstrap_ci(VALUES, resamples=500, seed=1)
-    assert ci.estimate == 0.75
-    assert ci.low < 0.75 < ci.high
-    assert 0.4 < ci.low and ci.high < 1.0  # sd of the mean ≈ sqrt(.75·.25/20) ≈ 0.097
-    assert bootstrap_ci(VALUES, resamples=500, seed=1) == ci
-    assert bootstrap_ci(VALUES, resamples=500, seed=2) != ci
+def test_resamples_are_reproducible_and_draw_with_replacement():
+    a = stats.resample_indices(20, 50, seed=1)
+    assert a.shape == (50, 20) and torch.equal(a, stats.resample_indices(20, 50, seed=1))
+    assert not torch.equal(a, stats.resample_indices(20, 50, seed=2))
+    assert any(len(set(row.tolist())) < 20 for row in a)  # some example drawn twice
 
 
-def test_bootstrap_ci_of_a_constant_vector_is_a_point():
-    assert bootstrap_ci([0.3] * 17, resamples=200) == Interval(0.3, 0.3, 0.3)
-
-
-def test_bootstrap_ci_narrows_with_the_level():
-    wide = bootstrap_ci(VALUES, resamples=500, level=0.99)
-    narrow = bootstrap_ci(VALUES, resamples=500, level=0.5)
-    assert wide.low <= narrow.low <= narrow.high <= wide.high
-
-
-def test_bootstrap_metric_ci_of_accuracy_equals_the_mean_ci():
-    # Both draw the same example indices for the same seed, so the intervals coincide.
-    gold = ["a", "b", "a", "a", "b", "b", "a", "b", "a", "a"]
-    pred = ["a", "b", "b", "a", "b", "a", "a", "b", "a", "b"]
-    correct = [g == p for g, p in zip(gold, pred)]
-
-    def accuracy(g, p):
-        return sum(x == y for x, y in zip(g, p)) / len(g)
-
-    mean_ci = bootstrap_ci(correct, resamples=300, seed=7)
-    metric_ci = bootstrap_metric_ci(gold, pred, accuracy, resamples=300, seed=7)
-    assert metric_ci.estimate == mean_ci.estimate == 0.7
-    assert metric_ci.low == pytest.approx(mean_ci.low) and metric_ci.high == pytest.approx(mean_ci.high)
-
-
-def test_bootstrap_metric_ci_of_macro_f1():
+def test_macro_f1_by_hand_and_equal_in_metrics_json_and_the_leaderboard():
+    # every class: 7 of its 10 examples right, and 3 of another class's predicted as it → P = R = F1 = 0.7
     gold = ["a", "b", "c"] * 10
     pred = ["a", "b", "c"] * 7 + ["b", "c", "a"] * 3
-
-    def macro_f1(g, p):
-        return classification_metrics(g, p, ["a", "b", "c"])["macro_f1"]
-
-    ci = bootstrap_metric_ci(gold, pred, macro_f1, resamples=200, seed=0)
-    assert ci.estimate == pytest.approx(0.7)  # every class: P = R = 7/10
-    assert ci.low < 0.7 < ci.high
-
-
-def test_bootstrap_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="empty"):
-        bootstrap_ci([])
-    with pytest.raises(ValueError, match="level"):
-        bootstrap_ci([1.0], level=95)
-    with pytest.raises(ValueError, match="paired"):
-        bootstrap_metric_ci(["a"], ["a", "b"], lambda g, p: 0.0)
+    metrics = classification_metrics(gold, pred, ["a", "b", "c"])
+    assert metrics["macro_f1"] == pytest.approx(0.7) and metrics["accuracy"] == pytest.approx(0.7)
+    predictions = [Prediction(index=i, gold=g, pred=p, probs={"a": 0.2, "b": 0.3, "c": 0.5}, truncated=False)
+                   for i, (g, p) in enumerate(zip(gold, pred))]
+    columns = Columns(predictions, ["a", "b", "c"])
+    assert float(columns.metric("macro_f1", stats.full(30))[0]) == metrics["macro_f1"]
+    assert float(columns.metric("accuracy", stats.full(30))[0]) == metrics["accuracy"]
+    # the same numbers on every resample that happens to be the identity
+    assert torch.equal(columns.metric("macro_f1", stats.full(30).repeat(3, 1)), torch.full((3,), metrics["macro_f1"],
+                                                                                         dtype=torch.float64))
 
 
-def test_paired_bootstrap():
-    a = [1.0] * 30
-    b = [1.0] * 20 + [0.0] * 10  # a is better on 10 examples, never worse
-    # Every resample with a discordant example has d* > 0; P[no discordant among 30 draws]
-    # = (20/30)^30 ≈ 5e-6, so no resampled d* <= 0: p = 2·(0 + 1)/(1000 + 1)
-    assert paired_bootstrap(a, b, resamples=1000, seed=3) == pytest.approx(2 / 1001)
-    assert paired_bootstrap(b, a, resamples=1000, seed=3) == pytest.approx(2 / 1001)
-    assert paired_bootstrap(a, a) == 1.0  # every d* = 0 lies on both sides
-    noisy = paired_bootstrap(VALUES, VALUES[1:] + VALUES[:1], resamples=500, seed=0)
-    assert 0.5 < noisy <= 1.0  # the same 15/20, shifted: no real difference
-    assert paired_bootstrap(VALUES, VALUES[::-1], seed=5) == paired_bootstrap(VALUES, VALUES[::-1], seed=5)
+def test_an_abstention_is_a_miss_for_its_gold_label():
+    # gold a, a, b; predicted a, (abstained), b → recall(a) = 1/2, precision(a) = 1; F1(a) = 2/3, F1(b) = 1
+    metrics = classification_metrics(["a", "a", "b"], ["a", None, "b"], ["a", "b"])
+    assert metrics["per_class"]["a"]["recall"] == 0.5 and metrics["per_class"]["a"]["precision"] == 1.0
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 1) / 2) and metrics["coverage"] == pytest.approx(2 / 3)
 
 
 # ---- calibration -----------------------------------------------------------------------------
+
+def ece(confidence, correct) -> float:
+    return float(stats.ece(torch.tensor(correct, dtype=torch.float64), torch.tensor(confidence, dtype=torch.float64),
+                           stats.full(len(confidence)))[0])
+
 
 def test_ece_of_perfectly_calibrated_bins_is_zero():
     # bin [0.2, 0.3): 4 examples at confidence 0.25, 1 right → accuracy 0.25, gap 0
     # bin [0.7, 0.8): 4 examples at confidence 0.75, 3 right → accuracy 0.75, gap 0
     confidence = [0.25] * 4 + [0.75] * 4
-    correct = [True, False, False, False, True, True, True, False]
-    assert expected_calibration_error(confidence, correct) == 0.0
+    correct = [1, 0, 0, 0, 1, 1, 1, 0]
+    assert ece(confidence, correct) == pytest.approx(0.0, abs=1e-15)
 
 
 def test_ece_known_case():
@@ -155,13 +123,14 @@ def test_ece_known_case():
     # ECE = 0.3 + 0.1333… = 0.4333…
     confidence = [0.9, 0.9, 1.0, 1.0, 0.6, 0.6]
     correct = [True, False, True, False, True, True]
-    assert expected_calibration_error(confidence, correct) == pytest.approx(0.3 + 0.4 / 3)
-    bins = reliability_bins(confidence, correct)
+    assert ece(confidence, [float(c) for c in correct]) == pytest.approx(0.3 + 0.4 / 3)
+    diagram = stats.reliability(confidence, correct)
+    assert diagram.ece == pytest.approx(0.3 + 0.4 / 3)
+    bins = diagram.bins
     assert len(bins) == 10 and sum(b.count for b in bins) == 6
     assert bins[9] == Bin(low=0.9, high=1.0, count=4, confidence=pytest.approx(0.95), accuracy=0.5)
-    assert bins[6] == Bin(low=0.6, high=0.7, count=2, confidence=0.6, accuracy=1.0)
+    assert bins[6] == Bin(low=0.6, high=0.7, count=2, confidence=pytest.approx(0.6), accuracy=1.0)
     assert bins[0] == Bin(low=0.0, high=0.1, count=0, confidence=0.0, accuracy=0.0)
-    assert ece_of_bins(bins) == expected_calibration_error(confidence, correct)
 
 
 def test_reliability_bins_edges():
@@ -170,24 +139,10 @@ def test_reliability_bins_edges():
     assert [b.count for b in bins] == [1, 2]
     with pytest.raises(ValueError, match="outside"):
         reliability_bins([1.5], [True])
-    assert expected_calibration_error([], []) == 0.0
+    assert stats.reliability([], []).ece == 0.0
 
 
 def test_log_loss():
-    assert log_loss([0.5, 0.5]) == pytest.approx(math.log(2))
-    assert log_loss([1.0]) == 0.0
     # (−ln 0.25 − ln 1.0) / 2 = ln 4 / 2 = ln 2
-    assert log_loss([0.25, 1.0]) == pytest.approx(math.log(2))
-    assert log_loss([0.0]) == pytest.approx(-math.log(1e-12))  # clipped, finite
-    with pytest.raises(ValueError, match="outside"):
-        log_loss([-0.1])
-
-
-def test_mean_std():
-    assert mean_std([0.8]) == (0.8, 0.0)
-    # mean 2, deviations −1, 0, 1 → Σ² = 2, / (3 − 1) = 1 → std 1
-    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
-    mean, std = mean_std([0.70, 0.74])  # mean 0.72, sqrt((0.02² + 0.02²) / 1) = 0.02·√2
-    assert mean == pytest.approx(0.72) and std == pytest.approx(0.02 * math.sqrt(2))
-    with pytest.raises(ValueError):
-        mean_std([])
+    loss = -torch.tensor([0.25, 1.0], dtype=torch.float64).log()
+    assert float(stats.log_loss(loss, stats.full(2))[0]) == pytest.approx(math.log(2))

@@ -12,8 +12,9 @@ import pytest
 
 from conftest import REPO
 from promptcli.errors import StoreError
-from promptcli.store import (CacheStats, RunStore, ScoreCache, StoreWarning, cache_key, default_cache_path,
-                             default_store_path)
+from promptcli.store.runs import RunStore
+from promptcli.store.scores import CacheStats, ScoreCache, cache_key
+from promptcli.store.sqlite import StoreWarning, default_cache_path, default_store_path
 
 RECORD = {"status": "finished", "template_name": "sst2-manual", "config": {"model": "gpt2", "seed": 0},
           "hashes": {"data": "ab12"}, "note": "ünïcode ✓"}
@@ -265,7 +266,7 @@ def test_an_exception_inside_put_many_writes_nothing(tmp_path):
 
 CRASH = """
 import os, sys
-from promptcli.scorecache import ScoreCache
+from promptcli.store.scores import ScoreCache
 
 class Dies:
     def __float__(self):

@@ -9,14 +9,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import promptcli.sweep as sweep_module
+import promptcli.sweeps.runner as sweep_module
 from conftest import REPO, write
 from promptcli.cli import app
-from promptcli.ensemble import ensemble
-from promptcli.leaderboard import Scored, leaderboard
-from promptcli.outputs import Prediction, read_predictions
-from promptcli.stats import mcnemar_exact
-from promptcli.sweep import load_sweep, run_sweep
+from promptcli.sweeps.ensemble import ensemble
+from promptcli.evaluation.leaderboard import Scored, leaderboard
+from promptcli.evaluation.outputs import Prediction, read_predictions
+from promptcli.evaluation.stats import mcnemar_exact
+from promptcli.spec.sweepfile import load_sweep
+from promptcli.sweeps.runner import run_sweep
 
 DATA = str(REPO / "examples/sst2.jsonl")
 TEMPLATES = [str(REPO / "templates/sst2" / t) for t in ("manual.yaml", "manual-words.yaml", "cot.yaml")]
@@ -39,8 +40,8 @@ class Figures(HTMLParser):
 
 
 def test_sweep_runs_the_cross_product_and_writes_the_reports(tiny, tmp_path):
-    spec, _ = load_sweep(sweep_file(tmp_path, tiny))
-    state = run_sweep(spec, tmp_path / "out", progress=False)
+    spec = load_sweep(sweep_file(tmp_path, tiny))
+    state = run_sweep(spec, tmp_path / "out", progress=False).to_dict()
     variants = state["variants"].values()
     assert len(variants) == 3 * 2 * 2
     skipped = {v["name"]: v["reason"] for v in variants if v["status"] == "skipped"}
@@ -64,24 +65,24 @@ def test_sweep_runs_the_cross_product_and_writes_the_reports(tiny, tmp_path):
 
 
 def test_models_load_once_per_sweep(tiny, tmp_path, monkeypatch):
+    import promptcli.evaluation.runner as runner_module
+
     loads = []
-    real = sweep_module.ModelPool.get
+    real = runner_module.load_model
 
-    def counted(self, info, device, dtype):
-        if (info.name, device, dtype) not in [(n, d, t) for n, d, t in loads]:
-            loads.append((info.name, device, dtype))
-        return real(self, info, device, dtype)
+    def counted(info, **kwargs):
+        loads.append(info.name)
+        return real(info, **kwargs)
 
-    monkeypatch.setattr(sweep_module.ModelPool, "get", counted)
-    calls = []
-    real_load = sweep_module.ModelPool.__init__
-    spec, _ = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:2], calibrate=["none"]))
-    run_sweep(spec, tmp_path / "out", progress=False, cache=False)
-    assert [name for name, _, _ in loads] == [tiny["bert"], tiny["gpt2"]]
+    monkeypatch.setattr(runner_module, "load_model", counted)
+    spec = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:2], calibrate=["none"]))
+    state = run_sweep(spec, tmp_path / "out", progress=False, cache=False)
+    assert sum(v.status == "finished" for v in state.variants.values()) == 4  # 2 templates × 2 models
+    assert loads == [tiny["bert"], tiny["gpt2"]]  # each model once, in the sweep's order
 
 
 def test_an_interrupted_sweep_resumes_without_recomputing(tiny, tmp_path, monkeypatch):
-    spec, _ = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:2], calibrate=["none"]))
+    spec = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:2], calibrate=["none"]))
     real_run = sweep_module.run
     calls = {"n": 0}
 
@@ -98,14 +99,14 @@ def test_an_interrupted_sweep_resumes_without_recomputing(tiny, tmp_path, monkey
     assert len(finished) == 2
     stamps = [p.stat().st_mtime_ns for p in finished]
     calls["n"] = 100  # no more interruptions
-    state = run_sweep(spec, tmp_path / "out", progress=False, cache=False)
+    state = run_sweep(spec, tmp_path / "out", progress=False, cache=False).to_dict()
     assert calls["n"] == 100 + 2  # only the two unfinished variants ran
     assert [p.stat().st_mtime_ns for p in finished] == stamps
     assert len(state["leaderboard"]) == 4 + 2
 
 
 def test_a_different_sweep_in_the_same_folder_is_refused(tiny, tmp_path):
-    spec, _ = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:1], calibrate=["none"], models=[tiny["bert"]]))
+    spec = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:1], calibrate=["none"], models=[tiny["bert"]]))
     run_sweep(spec, tmp_path / "out", progress=False)
     other = spec.model_copy(update={"metric": "log_loss"})
     with pytest.raises(Exception, match="different sweep"):
@@ -174,10 +175,10 @@ def test_run_with_several_templates_and_ensemble(tiny, tmp_path):
 
 
 def test_a_repeated_sweep_reads_the_score_cache_and_says_so(tiny, tmp_path):
-    spec, _ = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:2], models=[tiny["bert"]],
+    spec = load_sweep(sweep_file(tmp_path, tiny, templates=TEMPLATES[:2], models=[tiny["bert"]],
                                     calibrate=["none"], ensemble=False))
-    first = run_sweep(spec, tmp_path / "first", progress=False)["leaderboard"]
-    again = run_sweep(spec, tmp_path / "again", progress=False)["leaderboard"]
+    first = run_sweep(spec, tmp_path / "first", progress=False).to_dict()["leaderboard"]
+    again = run_sweep(spec, tmp_path / "again", progress=False).to_dict()["leaderboard"]
     assert [r["cached"] for r in first] == [0.0, 0.0] and [r["cached"] for r in again] == [1.0, 1.0]
     assert [r["value"] for r in again] == [r["value"] for r in first]
     assert (tmp_path / "again/report.md").read_text().count("(cached)") == 2

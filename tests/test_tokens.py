@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from conftest import shared_path, write
-from promptcli.encode import Encoder
+from promptcli.prompt.encode import Encoder
 from promptcli.errors import SpecError
-from promptcli.models import load_info
-from promptcli.rendering import Renderer
-from promptcli.spec import load_template
-from promptcli.tokens import Segmenter
-from promptcli.verbalizer import Verbalizer
+from promptcli.models.info import load_info
+from promptcli.prompt.render import Renderer
+from promptcli.spec.loading import load_template
+from promptcli.prompt.tokens import Segmenter
+from promptcli.prompt.verbalizer import Verbalizer
 
 pytestmark = pytest.mark.shared
 CAUSAL = ["gpt2", "EleutherAI--pythia-160m", "TinyLlama--TinyLlama-1.1B-Chat-v1.0"]

@@ -3,25 +3,29 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import random
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import promptcli
-import promptcli.trainer as trainer_module
-from conftest import write
+import promptcli.tuning.trainer as trainer_module
+from conftest import REPO, write
+from helpers import sentences
 from promptcli.errors import RunError
-from promptcli.models import load_info, load_model
-from promptcli.runner import RunConfig, prepare
-from promptcli.softprompt import SoftPrompt, load_soft_prompt
-from promptcli.trainer import Distributed, Trainer, initial_embeddings, parameters_sha256
-from promptcli.tuning import TuneConfig, tune
+from promptcli.models.info import load_info
+from promptcli.models.weights import load_model
+from promptcli.evaluation.inputs import prepare
+from promptcli.spec.runconfig import RunConfig
+from promptcli.prompt.soft import SoftPrompt, load_soft_prompt
+from promptcli.tuning.trainer import Distributed, Trainer, initial_embeddings, parameters_sha256
+from promptcli.tuning.tuner import TuneConfig, tune
 
+SST2_WORDS = REPO / "verbalizers/sst2.yaml"
 VERB = "verbalizer:\n  labels: {negative: [terrible], positive: [great]}\n  label_map: {0: negative, 1: positive}\n"
 POSITIVE, NEGATIVE = ["good", "fun", "wonderful"], ["bad", "boring", "awful"]
 FILLER = "the movie plot acting story film music end it was a and".split()
@@ -65,7 +69,7 @@ def test_a_soft_prompt_learns_a_separable_task(task, tmp_path):
     assert result.best_dev_accuracy >= 0.8 and result.best_dev_accuracy >= result.initial_dev_accuracy + 0.25
     losses = [c["train_loss"] for c in result.curve[1:]]
     assert losses[-1] < losses[0] - 0.15
-    params = result.manifest["parameters"]
+    params = result.manifest.parameters
     assert params["trainable"] == 8 * 64 and params["frozen"] > 90_000
 
 
@@ -107,8 +111,9 @@ def test_tune_refuses_to_finish_if_a_weight_changed(task, tmp_path, monkeypatch)
 def test_saved_prompt_reloads_to_the_same_dev_predictions(task, tmp_path):
     result = tuned(task, tmp_path, epochs=3)
     folder = result.out_dir
+    # only what was trained and its configs: the resume checkpoint is gone once training finished
     assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
-                                                        "checkpoint", "promptcli_soft_prompt.json"]
+                                                        "promptcli_soft_prompt.json"]
     tensors = load_file(str(folder / "adapter_model.safetensors"))
     assert list(tensors) == ["prompt_embeddings"] and tensors["prompt_embeddings"].shape == (8, 64)
     runs = [promptcli.run(task["prefix"], task["dev"], task["model"], out=tmp_path / f"run{i}", progress=False,
@@ -145,7 +150,7 @@ def test_resume_continues_to_the_same_prompt(task, tmp_path, monkeypatch):
 def test_soft_slots_in_the_template(task, tmp_path):
     result = tune(task["slots"], task["train"], task["model"], dev=task["dev"], out=tmp_path / "s", progress=False,
                   virtual_tokens=4, epochs=1, lr=0.3, batch_size=16)
-    assert result.manifest["placement"] == "slots"
+    assert result.manifest.placement == "slots"
     rows = promptcli.render(task["slots"], task["dev"], model=task["model"], soft_prompt=str(result.out_dir), limit=1)
     assert "[soft][soft][soft][soft][MASK]" in rows[0]["text"]
     with pytest.raises(RunError, match="has 5 tokens but the template places 4"):
@@ -210,7 +215,7 @@ def test_two_processes_under_accelerate_launch(task, tmp_path):
                "--lr", "0.3", "--batch-size", "16", "--seed", "0", "--out", str(tmp_path / "two"), "--quiet"]
     subprocess.run(command, check=True, timeout=600, capture_output=True)
     two = json.loads((tmp_path / "two/promptcli_soft_prompt.json").read_text())
-    assert two["training"]["steps"] == single.manifest["training"]["steps"]
+    assert two["training"]["steps"] == single.manifest.training["steps"]
     assert [c["dev_accuracy"] for c in two["dev_curve"]] == pytest.approx(
         [c["dev_accuracy"] for c in single.curve], abs=1 / 64)
     torch.testing.assert_close(load_soft_prompt(tmp_path / "two").embeddings,
@@ -240,3 +245,61 @@ def test_tune_works_on_a_model_with_zero_dim_buffers(tiny, tmp_path):
     result = tune(template, data, str(folder), out=tmp_path / "prompt", progress=False, virtual_tokens=2, epochs=1,
                   batch_size=4, lr=0.1)
     assert load_file(result.out_dir / "adapter_model.safetensors")["prompt_embeddings"].shape == (2, 32)
+
+
+def test_sgd_and_cosine_are_what_they_say():
+    """The optimizer and schedule asked for are the ones used (an unknown one is an error: test_options)."""
+    from promptcli.tuning.trainer import make_optimizer, make_scheduler
+
+    prompt = SoftPrompt(torch.zeros(2, 4))
+    config = TuneConfig(template="t", train="d", optimizer="sgd", schedule="cosine", lr=1.0)
+    optimizer = make_optimizer(prompt, config)
+    assert isinstance(optimizer, torch.optim.SGD)
+    scheduler = make_scheduler(optimizer, config, total=10)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[5] == pytest.approx(0.5) and rates[0] == 1.0  # cos(π/2): half way; linear would be the same
+    assert rates[2] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.2)))  # 0.905, linear: 0.8
+
+
+def test_a_prompt_is_trained_on_the_distribution_run_evaluates(tiny, tmp_path):
+    """`tune` ignored `normalize: pmi` and calibration while `run --soft-prompt` applied both. With lr 0 the
+    first step's loss is the mean cross-entropy of the untrained prompt over all the training rows, which
+    must equal what `run --soft-prompt` gives on the same rows."""
+    template = write(tmp_path / "pmi.yaml", "kind: manual\ntext: 'Review: {{ text }} It was {{ mask }}'\n"
+                     f"scoring: {{normalize: pmi, calibrate: contextual}}\nverbalizer: {SST2_WORDS}\n")
+    train = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in sentences(8)))
+    result = tune(template, train, tiny["gpt2"], out=tmp_path / "p", progress=False, virtual_tokens=3, epochs=1,
+                  lr=0.0, batch_size=8, init="vocab", eval_every=1)
+    assert result.manifest.scoring == {"normalize": "pmi", "calibrate": "contextual"}
+    loss = result.curve[1]["train_loss"]  # curve[0]: the untrained prompt, before any step
+    run = promptcli.run(template, train, tiny["gpt2"], soft_prompt=str(tmp_path / "p"), out=tmp_path / "r",
+                        progress=False, cache=False)
+    assert set(run.record.calibration) == {"contextual", "pmi_premise_word_scores"}
+    expected = -sum(math.log(p.probs[p.gold]) for p in run.predictions) / len(run.predictions)
+    assert loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_fewshot_template_tunes_with_demonstrations_from_the_training_rows(tiny, tmp_path, monkeypatch):
+    """`tune` refused a few-shot template ("pass the training data with --train") although --train was given."""
+    template = write(tmp_path / "fewshot.yaml", "kind: manual\ntext: 'Review: {{ text }} It was {{ mask }}'\n"
+                     f"verbalizer: {SST2_WORDS}\ndemonstrations: {{per_class: 1, select: balanced}}\n")
+    train = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in sentences(8)))
+    seen = {}
+    real_fit = trainer_module.Trainer.fit
+
+    def fit(self, *args, **kwargs):
+        seen["train"] = self.train
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", fit)
+    result = tune(template, train, tiny["gpt2"], out=tmp_path / "p", progress=False, virtual_tokens=2, epochs=1)
+    encoded = seen["train"].encoded
+    assert all(e.demos == 2 for e in encoded)  # one per label, in every training prompt
+    assert sum(e.skipped_self for e in encoded) == 2  # the two rows chosen as demonstrations never meet themselves
+    run = promptcli.run(template, train, tiny["gpt2"], train=str(train), soft_prompt=str(result.out_dir),
+                        out=tmp_path / "r", progress=False)
+    assert run.record.counts["demonstrations"]["per_example"] == 2

@@ -29,8 +29,8 @@ def list_models(
     format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
 ) -> None:
     """The known short names (installed or not) and every converted model in the cache."""
-    from ..embedded import DEFAULT, MODELS
-    from ..gguf import cache_entries, model_cache_dir
+    from ..models.embedded import DEFAULT, MODELS
+    from ..models.gguf import cache_entries, model_cache_dir
 
     known = [{"name": m.name, "model": m.title, "kind": m.kind, "size_mb": m.size_mb, "licence": m.licence,
               "installed": m.installed, "converted": str(m.cached()) if m.cached() else None,
@@ -71,7 +71,7 @@ def remove(
     all: Annotated[bool, typer.Option("--all", help="Remove every converted model.")] = False,
 ) -> None:
     """Remove converted models from the cache (the installed packages stay; they convert again on use)."""
-    from ..gguf import cache_entries
+    from ..models.gguf import cache_entries
 
     entries = cache_entries()
     if not all and not names:
@@ -92,7 +92,7 @@ def convert(
     model: Annotated[str, typer.Argument(help="An embedded model's short name, a .gguf file, or a folder with one.")],
 ) -> None:
     """Convert a GGUF model now (runs do it on first use), e.g. while building a machine image."""
-    from ..models import resolve_model
+    from ..models.info import resolve_model
 
     path, source = resolve_model(model)
     if source is None:

@@ -16,6 +16,8 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from ..errors import PromptcliError
+from ..spec import options
+from ..spec.options import choices
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Declarative prompts and verbalizers for zero- and few-shot classification.")
@@ -23,32 +25,28 @@ OUT = Console()
 ERR = Console(stderr=True)
 
 
-class Scorer(str, Enum):
-    auto = "auto"
-    mlm = "mlm"
-    causal = "causal"
-
-
-class Normalize(str, Enum):
-    none = "none"
-    tokens = "tokens"
-    chars = "chars"
-    pmi = "pmi"
-
-
-class Calibrate(str, Enum):
-    none = "none"
-    contextual = "contextual"
-
-
-class Strategy(str, Enum):
-    greedy = "greedy"
-    sample = "sample"
+Scorer = choices(options.Scorer, "Scorer")
+Normalize = choices(options.Normalize, "Normalize")
+Calibrate = choices(options.Calibrate, "Calibrate")
+Strategy = choices(options.Strategy, "Strategy")
+Dtype = choices(options.Dtype, "Dtype")
+DataFormat = choices(options.DataFormat, "DataFormat")
 
 
 class OutputFormat(str, Enum):
     table = "table"
     json = "json"
+
+
+def given(**values: object) -> dict:
+    """The options the user typed: an Enum becomes its value, a path its text, and an option left at
+    None is left out, so the library's defaults (and its resume rule) apply to the rest."""
+    out = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        out[key] = value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value
+    return out
 
 
 def reports_errors(command: Callable) -> Callable:
@@ -78,11 +76,11 @@ def reports_errors(command: Callable) -> Callable:
 
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Embedded model name (`promptcli models`), .gguf file, local folder or hub id [default: the template's, else gemma-3-270m].")]
 VerbalizerOpt = Annotated[Optional[Path], typer.Option(help="Verbalizer YAML overriding the template's.")]
-ScorerOpt = Annotated[Scorer, typer.Option(help="Force the scorer; auto detects it from the model config.")]
+ScorerOpt = Annotated[Optional[Scorer], typer.Option(help="Force the scorer [default: auto, from the model config].")]
 LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Data field holding the gold label [default: the template's, or 'label'].")]
-DataFormatOpt = Annotated[Optional[str], typer.Option(help="jsonl, json, csv or tsv [default: from the extension].")]
+DataFormatOpt = Annotated[Optional[DataFormat], typer.Option(help="The data file's format [default: from the extension].")]
 MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Cap on input tokens [default: the model's maximum].")]
-TrustOpt = Annotated[bool, typer.Option(help="Allow model code from the hub (off unless you pass it).")]
+TrustOpt = Annotated[Optional[bool], typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).")]
 TrainOpt = Annotated[Optional[Path], typer.Option(help="Labelled rows to draw demonstrations from.")]
 ShotsOpt = Annotated[Optional[int], typer.Option(min=0, help="Number of demonstrations [default: the template's; 0: zero-shot].")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Seed for demonstrations and sampling [default: the template's].")]

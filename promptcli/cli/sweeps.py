@@ -10,31 +10,44 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from .common import OUT, CacheOpt, OutputFormat, StoreOpt, TrainOpt, app, reports_errors
+from ..spec.sweepfile import SweepSpec, load_sweep
+from ..spec import options as option_values
+from ..spec.options import choices
+from .common import OUT, CacheOpt, Dtype, OutputFormat, StoreOpt, TrainOpt, app, given, reports_errors
 
-def run_and_print_sweep(spec, out, cache, store, format, quiet) -> None:
-    from ..leaderboard import Row
-    from ..report import leaderboard_table
-    from ..sweep import default_sweep_dir, run_sweep
+Metric = choices(option_values.Metric, "Metric")
+
+def run_and_print_sweep(spec: SweepSpec, out: Path | None, cache: bool, store: Path | None, format: OutputFormat,
+                        quiet: bool) -> None:
+    from ..report.terminal import leaderboard_table
+    from ..sweeps.runner import default_sweep_dir, run_sweep
 
     folder = out or default_sweep_dir(spec)
     state = run_sweep(spec, folder, progress=not quiet, cache=cache, store=store,
                       command=shlex.join(["promptcli", *sys.argv[1:]]))
     if format is OutputFormat.json:
-        print(json.dumps({"out": str(folder), "leaderboard": state["leaderboard"],
-                          "skipped": {v["name"]: v["reason"] for v in state["variants"].values()
-                                      if v["status"] == "skipped"}}))
+        print(json.dumps({"out": str(folder), "leaderboard": [r.to_dict() for r in state.leaderboard],
+                          "skipped": dict(state.skipped)}))
         return
-    OUT.print(leaderboard_table([Row(**r) for r in state["leaderboard"]], spec.metric))
-    for v in state["variants"].values():
-        if v["status"] == "skipped":
-            OUT.print(f"[yellow]skipped[/] {escape(v['name'])}: {escape(v['reason'])}", highlight=False)
+    OUT.print(leaderboard_table(state.leaderboard, spec.metric))
+    for name, reason in state.skipped:
+        OUT.print(f"[yellow]skipped[/] {escape(name)}: {escape(reason)}", highlight=False)
     OUT.print(f"files: {folder}/leaderboard.csv, leaderboard.json, report.md, report.html")
 
 
-def _values(text: str, kind: type) -> list:
-    """'0,4' → [0, 4]; 'default' → [None] (the template's own setting)."""
-    return [None if part.strip().lower() in ("default", "") else kind(part.strip()) for part in text.split(",")]
+def _values(option: str, text: str | None, kind: type = str) -> list | None:
+    """'0,4' → [0, 4]; 'default' → [None] (the template's own setting); a value of the wrong type is a usage
+    error naming the option (allowed words are checked by the sweep spec)."""
+    if text is None:
+        return None
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            values.append(None if part.lower() in ("default", "") else kind(part))
+        except ValueError:
+            raise typer.BadParameter(f"'{part}' is not a {kind.__name__} (give a comma-separated list, e.g. 0,4,16)",
+                                     param_hint=option) from None
+    return values
 
 
 @app.command()
@@ -51,42 +64,41 @@ def sweep(
     calibrate: Annotated[Optional[str], typer.Option(help="Calibrations, e.g. none,contextual.")] = None,
     ensemble: Annotated[Optional[bool], typer.Option(help="Add the ensemble of the templates as a variant.")] = None,
     weighted: Annotated[Optional[bool], typer.Option(help="Weight ensemble members by their accuracy.")] = None,
-    metric: Annotated[Optional[str], typer.Option(help="accuracy, macro_f1, ece or log_loss.")] = None,
+    metric: Annotated[Optional[Metric], typer.Option(help="The ranking metric [default: accuracy].")] = None,
     show: Annotated[Optional[str], typer.Option(help="A variant whose confusion matrix the report shows beside the best's.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder; the same folder again resumes the sweep.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
+    dtype: Annotated[Optional[Dtype], typer.Option(help="Weights' precision [default: auto].")] = None,
     cache: CacheOpt = True,
     store: StoreOpt = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, or json on stdout.")] = OutputFormat.table,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
     """Run every combination of templates × verbalizers × models × shots × seeds × scoring options and rank them."""
-    from ..sweep import SweepSpec, load_sweep
+    from ..spec.runconfig import checked
 
     if len(paths) == 1 and _is_sweep_file(paths[0]):
-        spec, _ = load_sweep(paths[0])
+        spec = load_sweep(paths[0])
     else:
         if data is None or not model:
             raise typer.BadParameter("the shorthand needs --data and at least one --model (or pass a sweep file)")
-        spec = SweepSpec(data=str(data), templates=[str(p) for p in paths], models=model)
-    updates: dict = {"data": str(data) if data else None, "train": str(train) if train else None,
-                     "models": model or None, "verbalizers": [str(v) for v in verbalizer] if verbalizer else None,
-                     "shots": _values(shots, int) if shots else None, "seeds": _values(seeds, int) if seeds else None,
-                     "normalize": _values(normalize, str) if normalize else None,
-                     "calibrate": _values(calibrate, str) if calibrate else None, "ensemble": ensemble,
-                     "weighted": weighted, "metric": metric, "show": show}
-    options = {"batch_size": batch_size, "limit": limit, "device": device, "dtype": dtype}
-    merged = {**spec.model_dump(), **{k: v for k, v in updates.items() if v is not None}}
-    merged["options"] = {**spec.options.model_dump(), **{k: v for k, v in options.items() if v is not None}}
-    spec = SweepSpec.model_validate(merged)
+        spec = checked(SweepSpec, {"data": str(data), "templates": [str(p) for p in paths], "models": model},
+                       what="sweep option")
+    updates = given(data=data, train=train, models=model or None,
+                    verbalizers=[str(v) for v in verbalizer] if verbalizer else None,
+                    shots=_values("--shots", shots, int), seeds=_values("--seeds", seeds, int),
+                    normalize=_values("--normalize", normalize), calibrate=_values("--calibrate", calibrate),
+                    ensemble=ensemble, weighted=weighted, metric=metric, show=show)
+    options = given(batch_size=batch_size, limit=limit, device=device, dtype=dtype)
+    merged = {**spec.model_dump(), **updates, "options": {**spec.options.model_dump(), **options}}
+    spec = checked(SweepSpec, merged, what="sweep option")
     run_and_print_sweep(spec, out, cache, store, format, quiet)
 
 
 def _is_sweep_file(path: Path) -> bool:
-    from ..yamlfile import load_yaml
+    from ..spec.yamlfile import load_yaml
 
     return path.suffix in (".yaml", ".yml") and "templates" in load_yaml(path).data
 
@@ -104,8 +116,8 @@ def runs_list(
     format: Annotated[OutputFormat, typer.Option("--format", help="table, or json on stdout.")] = OutputFormat.table,
 ) -> None:
     """List recorded runs and sweeps."""
-    from ..report import runs_table
-    from ..runner import open_store
+    from ..report.terminal import runs_table
+    from ..store.runs import open_store
 
     stored = open_store(store or True).list(limit=limit, kind=kind)
     if format is OutputFormat.json:
@@ -119,7 +131,7 @@ def runs_list(
 @reports_errors
 def runs_show(run_id: Annotated[int, typer.Argument(help="A run id from `runs list`.")], store: StoreOpt = None) -> None:
     """Everything recorded about one run: settings, hashes, versions, metrics."""
-    from ..runner import open_store
+    from ..store.runs import open_store
 
     stored = open_store(store or True).get(run_id)
     print(json.dumps({"id": stored.id, "kind": stored.kind, "name": stored.name, "status": stored.status,
@@ -134,7 +146,7 @@ def runs_compare(
     store: StoreOpt = None,
 ) -> None:
     """Runs side by side: metrics, the settings that differ, and McNemar's test for two runs on the same data."""
-    from ..compare import compare_table
-    from ..runner import open_store
+    from ..report.compare import compare_table
+    from ..store.runs import open_store
 
     OUT.print(compare_table(open_store(store or True).compare(run_ids)))

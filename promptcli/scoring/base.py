@@ -11,21 +11,13 @@ token positions processed).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 import torch
 
-from ..encode import Encoded
-from ..models import LoadedModel
-
-
-@dataclass(frozen=True)
-class ScoringOptions:
-    batch_size: int = 32
-    multi_token: str = "mean"  # mlm: mean | sum | first
-    normalize: str = "none"  # causal: none | tokens | chars
-    prefix_cache: bool = True  # causal: compute the prompt prefix shared by all examples once
+from ..models.weights import LoadedModel
+from ..prompt.encode import Encoded
+from ..spec.runconfig import ScoringConfig
 
 
 class Scorer(Protocol):
@@ -37,7 +29,7 @@ class Scorer(Protocol):
     def word_scores(self, batch: Sequence[Encoded]) -> torch.Tensor: ...
 
 
-SCORERS: dict[str, Callable[[LoadedModel, ScoringOptions], Scorer]] = {}
+SCORERS: dict[str, Callable[[LoadedModel, ScoringConfig], Scorer]] = {}
 
 
 def register(kind: str) -> Callable:
@@ -47,7 +39,7 @@ def register(kind: str) -> Callable:
     return add
 
 
-def make_scorer(model: LoadedModel, options: ScoringOptions) -> Scorer:
+def make_scorer(model: LoadedModel, options: ScoringConfig) -> Scorer:
     return SCORERS[model.kind](model, options)
 
 

@@ -17,14 +17,15 @@ from typing import Sequence
 
 import torch
 
-from ..encode import Encoded
-from ..models import LoadedModel
-from .base import ScoringOptions, chunks, pad_right, register
+from ..models.weights import LoadedModel
+from ..prompt.encode import Encoded
+from ..spec.runconfig import ScoringConfig
+from .base import chunks, pad_right, register
 
 
 @register("causal")
 class CausalLMScorer:
-    def __init__(self, loaded: LoadedModel, options: ScoringOptions):
+    def __init__(self, loaded: LoadedModel, options: ScoringConfig):
         self.model = loaded.model
         self.config = loaded.info.config
         self.device = loaded.device
@@ -139,9 +140,9 @@ class CausalLMScorer:
 
     def normalise(self, scores: torch.Tensor, batch: Sequence[Encoded], conts: list[list[tuple[int, ...]]]
                   ) -> torch.Tensor:
-        if self.options.normalize == "tokens":
+        if self.options.continuation_normalize == "tokens":
             return scores / torch.tensor([[len(c) for c in row] for row in conts], dtype=scores.dtype)
-        if self.options.normalize == "chars":
+        if self.options.continuation_normalize == "chars":
             chars = torch.tensor([[c + enc.suffix_chars for c in enc.words.chars] for enc in batch],
                                  dtype=scores.dtype)
             return scores / chars.clamp(min=1)

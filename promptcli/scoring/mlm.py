@@ -9,9 +9,10 @@ from typing import Sequence
 
 import torch
 
-from ..encode import Encoded
-from ..models import LoadedModel
-from .base import ScoringOptions, chunks, pad_right, register
+from ..models.weights import LoadedModel
+from ..prompt.encode import Encoded
+from ..spec.runconfig import ScoringConfig
+from .base import chunks, pad_right, register
 
 # The modules after the encoder that map hidden states to vocabulary logits, per family:
 # running only these on the mask positions skips a (T × vocab) projection per input.
@@ -27,7 +28,7 @@ MLM_HEADS: dict[str, tuple[str, ...]] = {
 
 @register("mlm")
 class MaskedLMScorer:
-    def __init__(self, loaded: LoadedModel, options: ScoringOptions):
+    def __init__(self, loaded: LoadedModel, options: ScoringConfig):
         self.model = loaded.model
         self.device = loaded.device
         tok = loaded.tokenizer

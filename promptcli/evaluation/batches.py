@@ -1,0 +1,85 @@
+"""Encoded examples → predictions, streamed to disk batch by batch.
+
+Batches are formed from the examples sorted by length (longest first, so a memory problem
+shows at once), so padding stays small; the plan depends only on the data and the batch
+size, so a resumed run recomputes exactly the batches an uninterrupted run had.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from rich.progress import Progress
+
+from ..models.weights import LoadedModel
+from ..progress import progress_bar
+from ..prompt.encode import Encoded
+from ..store.scores import ScoreCache
+from .inputs import Prepared
+from .outputs import Prediction, PredictionWriter
+from .predict import GenerativePredictor, ScorePredictor
+
+
+@dataclass
+class Evaluation:
+    predictions: list[Prediction]
+    computed: int  # examples predicted in this call (not read back from an earlier run)
+    seconds: float
+    calls: int
+    sequences: int
+    positions: int
+    prefills: int
+    shared_prefix: int  # tokens of prompt prefix computed once for all examples
+    calibration: dict
+
+    def work(self) -> dict[str, float]:
+        """What the model did: batched calls, sequences (forward passes) and token positions."""
+        per = max(self.computed, 1)
+        return {"model_calls": self.calls, "forward_passes": self.sequences, "positions": self.positions,
+                "forward_passes_per_example": round(self.sequences / per, 4),
+                "positions_per_example": round(self.positions / per, 2),
+                "prefills_per_example": round(self.prefills / per, 4), "shared_prefix_tokens": self.shared_prefix}
+
+
+def plan_batches(encoded: Sequence[Encoded], batch_size: int) -> list[list[Encoded]]:
+    order = sorted(encoded, key=lambda e: (-e.length, e.index))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def evaluate(prepared: Prepared, load: Callable[[], LoadedModel], path: Path,
+             done: list[Prediction], progress: bool | Progress, cache: ScoreCache | None = None,
+             on_batch: Callable[[int, int], None] | None = None) -> Evaluation:
+    finished = {p.index: p for p in done}
+    writer = PredictionWriter(path)
+    computed = 0
+    start = time.perf_counter()
+    scoring = None
+    try:
+        with torch.inference_mode():
+            scoring = ScorePredictor(prepared, load, cache if not prepared.template.generative else None)
+            predict = GenerativePredictor(prepared, scoring) if prepared.template.generative else scoring
+            with progress_bar(progress, prepared.template.name, len(prepared.encoded)) as bar:
+                bar.advance(len(finished))
+                for batch in plan_batches(prepared.encoded, prepared.config.batch_size):
+                    if all(e.index in finished for e in batch):
+                        continue
+                    new = [p for p in predict(batch) if p.index not in finished]
+                    writer.write(new)
+                    finished.update((p.index, p) for p in new)
+                    computed += len(new)
+                    bar.advance(len(new))
+                    if on_batch is not None:
+                        on_batch(len(finished), len(prepared.encoded))
+    finally:
+        writer.close()
+        if scoring is not None:
+            scoring.close()
+    scorer = scoring._scorer
+    return Evaluation(predictions=list(finished.values()), computed=computed, seconds=time.perf_counter() - start,
+                      calls=scorer.calls if scorer else 0, sequences=scorer.sequences if scorer else 0,
+                      positions=scorer.positions if scorer else 0, prefills=scorer.prefills if scorer else 0,
+                      shared_prefix=scoring.shared_prefix,
+                      calibration=scoring.record())

@@ -1,0 +1,139 @@
+"""Soft prompts: trainable virtual-token embeddings inserted into a frozen model's input.
+
+Virtual token k is written in the token ids as `vocab_size + k`, an id no tokenizer emits,
+so every scorer, padding rule and cache works on soft prompts unchanged. Two hooks on the
+model's input embedding do the rest: a pre-hook maps those ids to 0 before the lookup, a
+hook puts the soft embeddings in their rows afterwards. The model's weights, its embedding
+table included, are never touched.
+
+Saved as a folder: `adapter_model.safetensors` (one tensor, `prompt_embeddings`, N × hidden),
+`adapter_config.json` (PEFT's prompt-tuning format, so a plain prefix loads with
+`PeftModel.from_pretrained`), and `promptcli_soft_prompt.json`, which names the model, the
+template, verbalizer and training data with their hashes, and how the prompt was trained.
+"""
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import ModelError, RunError
+from ..files import read_json, write_json, write_with
+from ..progress import warn
+
+WEIGHTS = "adapter_model.safetensors"
+PEFT_CONFIG = "adapter_config.json"
+MANIFEST = "promptcli_soft_prompt.json"
+KEY = "prompt_embeddings"
+
+
+class SoftPrompt(torch.nn.Module):
+    def __init__(self, embeddings: torch.Tensor, manifest: dict | None = None):
+        super().__init__()
+        self.embeddings = torch.nn.Parameter(embeddings.detach().clone().float())  # (N, H)
+        self.manifest = manifest or {}
+
+    @property
+    def tokens(self) -> int:
+        return self.embeddings.shape[0]
+
+    @property
+    def prefix(self) -> bool:
+        """A plain N-token prefix (the default), as opposed to the template's soft slots."""
+        return self.manifest.get("placement", "prefix") == "prefix"
+
+    @property
+    def scoring(self) -> dict[str, str]:
+        """The scoring it was trained with (normalize, calibrate): how `run` evaluates it by default."""
+        return dict(self.manifest.get("scoring") or {})
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.embeddings.detach().cpu().numpy().tobytes()).hexdigest()
+
+    @contextmanager
+    def attached(self, model: torch.nn.Module) -> Iterator[None]:
+        """While inside, ids ≥ the vocabulary size read this prompt's embeddings."""
+        table = model.get_input_embeddings()
+        base = table.num_embeddings
+        if self.embeddings.shape[1] != table.embedding_dim:
+            raise ModelError(f"the soft prompt has {self.embeddings.shape[1]}-dim embeddings, the model "
+                             f"{table.embedding_dim}")
+        state: dict[str, torch.Tensor] = {}
+
+        def before(module, args):
+            ids = args[0]
+            virtual = ids >= base
+            state["virtual"], state["index"] = virtual, (ids - base).clamp(min=0)
+            return (ids.masked_fill(virtual, 0),) + tuple(args[1:])
+
+        def after(module, args, output):
+            virtual = state.pop("virtual")
+            index = state.pop("index")
+            if not bool(virtual.any()):
+                return output
+            output = output.clone()
+            output[virtual] = self.embeddings[index[virtual]].to(output.dtype)
+            return output
+
+        handles = [table.register_forward_pre_hook(before), table.register_forward_hook(after)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def save(self, folder: Path, manifest: dict, peft_config: dict) -> None:
+        """Only what was trained, with its configs; each file written atomically."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {KEY: self.embeddings.detach().cpu().contiguous()}
+        write_with(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+        write_json(folder / PEFT_CONFIG, peft_config)
+        write_json(folder / MANIFEST, manifest)
+
+
+def peft_config(tokens: int, hidden: int, model_name: str, kind: str, config: Any) -> dict:
+    """PEFT's PromptTuningConfig fields for a plain prefix (task type by model kind)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return {"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM" if kind == "causal" else "FEATURE_EXTRACTION",
+            "num_virtual_tokens": tokens, "token_dim": hidden, "num_transformer_submodules": 1,
+            "num_attention_heads": getattr(text, "num_attention_heads", None),
+            "num_layers": getattr(text, "num_hidden_layers", None), "prompt_tuning_init": "RANDOM",
+            "base_model_name_or_path": model_name, "inference_mode": True, "revision": None}
+
+
+def load_soft_prompt(folder: str | Path) -> SoftPrompt:
+    folder = Path(folder)
+    if not (folder / WEIGHTS).is_file():
+        raise RunError(f"no {WEIGHTS} in this folder", path=str(folder), hint="pass a folder written by promptcli tune")
+    try:
+        tensors = load_file(str(folder / WEIGHTS))
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise RunError(f"{WEIGHTS} is not a readable safetensors file ({exc})", path=str(folder / WEIGHTS),
+                       hint="write the soft prompt again with promptcli tune") from None
+    if KEY not in tensors:
+        raise RunError(f"{WEIGHTS} holds no '{KEY}' tensor", path=str(folder))
+    manifest = read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
+    if not isinstance(manifest, dict):
+        raise RunError(f"{MANIFEST} must hold a JSON object", path=str(folder / MANIFEST))
+    return SoftPrompt(tensors[KEY], manifest)
+
+
+def check_compatible(prompt: SoftPrompt, template_sha: str, model_config_sha: str, force: bool) -> None:
+    """A soft prompt belongs to the model and template it was trained with; --force overrides, loudly."""
+    problems = []
+    trained = prompt.manifest
+    if trained.get("model", {}).get("config_sha256") not in (None, model_config_sha):
+        problems.append(f"it was trained for model '{trained['model'].get('name')}' (another config)")
+    if trained.get("template", {}).get("sha256") not in (None, template_sha):
+        problems.append(f"it was trained with the template {trained['template'].get('path')} as it was then "
+                        f"(sha256 {trained['template']['sha256'][:12]}…), not this one")
+    if not problems:
+        return
+    message = "this soft prompt does not match: " + "; ".join(problems)
+    if not force:
+        raise RunError(message, hint="use the model and template it was trained with, or --force")
+    warn(message + " (--force: using it anyway)")

@@ -1,0 +1,36 @@
+"""Every closed set of option values, written once.
+
+Template files, sweep files, `RunConfig`, `TuneConfig` and the CLI all take their allowed
+values from these `Literal`s: the CLI's choices are `choices(Normalize)`, a sweep's value lists
+are checked against them, and pydantic rejects anything else with the list of allowed values.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal, get_args
+
+Scorer = Literal["auto", "mlm", "causal"]
+Normalize = Literal["none", "tokens", "chars", "pmi"]
+Calibrate = Literal["none", "contextual"]
+Aggregate = Literal["mean", "max", "sum"]
+MultiToken = Literal["mean", "sum", "first"]
+Select = Literal["random", "balanced", "first", "similar"]
+Strategy = Literal["greedy", "sample"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+DataFormat = Literal["jsonl", "json", "csv", "tsv"]
+Metric = Literal["accuracy", "macro_f1", "ece", "log_loss"]
+Init = Literal["random", "vocab", "text", "labels"]
+Optimizer = Literal["adamw", "adafactor", "sgd"]
+Schedule = Literal["linear", "cosine", "constant"]
+Precision = Literal["fp32", "bf16", "fp16"]
+
+DEFAULT_BATCH_SIZE = 32  # examples per forward pass when scoring (run, sweep, tune's dev evaluation)
+
+
+def values(literal: object) -> tuple[str, ...]:
+    return get_args(literal)
+
+
+def choices(literal: object, name: str) -> type[Enum]:
+    """A str Enum of a Literal's values, for typer (which shows them in --help and checks them)."""
+    return Enum(name, {v: v for v in values(literal)}, type=str)  # type: ignore[return-value]

@@ -1,0 +1,172 @@
+"""Batch evaluation of prompt variants: the cross product of a sweep's axes, run and ranked.
+
+Each model is loaded once and serves every variant that uses it. A variant that cannot work
+(a `cot` template on a masked LM, demonstrations without training data) is skipped with the
+reason. Finished variants are never recomputed: running the same sweep into the same folder
+continues where it stopped.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import PromptcliError, RunError
+from ..evaluation.leaderboard import Row, Scored, leaderboard
+from ..evaluation.outputs import RUN
+from ..evaluation.runner import ModelPool, default_out_dir, read_run, run
+from ..files import read_json, write_json
+from ..models.info import load_info
+from ..progress import new_progress
+from ..report.sweep import write_reports
+from ..spec.runconfig import checked
+from ..spec.sweepfile import SweepSpec, load_sweep, shared_options
+from ..store.runs import open_store
+from .ensemble import ensembles
+from .variants import Variant, display_names, expand, group_name, skip_reason
+
+STATE = "sweep.json"
+
+
+@dataclass
+class VariantEntry:
+    """One variant's line in sweep.json: its name and folder, its axis values, and how it ended."""
+
+    name: str
+    folder: str
+    variant: Variant
+    status: str = "pending"  # finished | skipped
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"name": self.name, "folder": self.folder, **asdict(self.variant), "status": self.status}
+        return data if self.reason is None else {**data, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VariantEntry:
+        axes = {f.name: data[f.name] for f in fields(Variant)}
+        return cls(name=data["name"], folder=data["folder"], variant=Variant(**axes), status=data["status"],
+                   reason=data.get("reason"))
+
+
+@dataclass
+class SweepState:
+    """sweep.json: the spec, each variant's outcome, and the leaderboard."""
+
+    spec: dict[str, Any]
+    store_id: int | None
+    command: str | None
+    variants: dict[str, VariantEntry] = field(default_factory=dict)
+    leaderboard: list[Row] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"spec": self.spec, "store_id": self.store_id, "command": self.command,
+                "variants": {slug: v.to_dict() for slug, v in self.variants.items()}}
+        if self.leaderboard is not None:
+            data["leaderboard"] = [r.to_dict() for r in self.leaderboard]
+        return data
+
+    @classmethod
+    def read(cls, path: Path) -> SweepState:
+        data = read_json(path)
+        rows = data.get("leaderboard")
+        return cls(spec=data["spec"], store_id=data.get("store_id"), command=data.get("command"),
+                   variants={slug: VariantEntry.from_dict(v) for slug, v in data.get("variants", {}).items()},
+                   leaderboard=[Row.from_dict(r) for r in rows] if rows is not None else None)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return [(v.name, v.reason or "") for v in self.variants.values() if v.status == "skipped"]
+
+
+def default_sweep_dir(spec: SweepSpec) -> Path:
+    return default_out_dir(Path(f"sweep-{spec.name or 'variants'}"))
+
+
+def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool = True, store: Any = None,
+              command: str | None = None) -> SweepState:
+    """Run every variant (skipping finished ones), then write the leaderboard and reports."""
+    out = Path(out)
+    variants = expand(spec)
+    names = display_names(variants)
+    state_path = out / STATE
+    spec_json = spec.model_dump(mode="json")
+    previous = SweepState.read(state_path) if state_path.exists() else None
+    if previous is not None and previous.spec != spec_json:
+        raise RunError("the output folder holds a different sweep", path=str(out),
+                       hint="use another --out, or the same sweep file and options")
+    if previous is None and out.exists() and any(out.iterdir()):
+        raise RunError("the output folder exists and holds no sweep", path=str(out), hint="pass a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    runs = open_store(store)
+    sweep_id = previous.store_id if previous else (
+        runs.add("sweep", {"spec": spec_json}, {}, str(out.resolve()), name=spec.name or out.name, status="running")
+        if runs else None)
+    state = SweepState(spec=spec_json, store_id=sweep_id, command=command)
+    options = spec.options
+    kinds = {m: load_info(m, scorer=options.scorer, trust_remote_code=options.trust_remote_code).kind
+             for m in spec.models}
+    results: dict[Variant, Scored] = {}
+    with new_progress() if progress else nullcontext() as display:
+        overall = display.add_task("sweep", total=len(variants)) if progress else None
+        for model in spec.models:  # each model loads once
+            pool = ModelPool()  # the previous model is freed before this one loads
+            for variant in [v for v in variants if v.model == model]:
+                folder = out / "variants" / variant.slug()
+                entry = VariantEntry(name=names[variant], folder=str(folder.relative_to(out)), variant=variant)
+                entry.reason = skip_reason(variant, kinds[model], spec)
+                if entry.reason is None:
+                    try:
+                        results[variant] = _run_variant(variant, names[variant], folder, spec, pool,
+                                                        display if progress else False, cache, store, sweep_id)
+                        entry.status = "finished"
+                    except PromptcliError as exc:
+                        entry.reason = exc.message
+                if entry.reason is not None:
+                    entry.status = "skipped"
+                state.variants[variant.slug()] = entry
+                write_json(state_path, state.to_dict())
+                if progress:
+                    display.advance(overall)
+    entries = list(results.values())
+    if spec.ensemble:
+        entries += ensembles(results, names, spec, out)
+    state.leaderboard = leaderboard(entries, spec.metric)
+    write_json(state_path, state.to_dict())
+    write_reports(out, spec, state.leaderboard, entries, state.skipped)
+    if runs is not None and sweep_id is not None:
+        runs.update(sweep_id, status="finished", record=state.to_dict(),
+                    metrics={"leaderboard": [r.to_dict() for r in state.leaderboard]})
+        runs.close()
+    return state
+
+
+def _run_variant(variant: Variant, name: str, folder: Path, spec: SweepSpec, pool: ModelPool, display: Any,
+                 cache: bool, store: Any, parent: int | None) -> Scored:
+    record_path = folder / RUN
+    status = read_json(record_path).get("status") if record_path.exists() else None
+    if status == "finished":  # done in an earlier call: read it back, never recompute
+        record, predictions, metrics = read_run(folder)
+    else:
+        result = run(variant.template, spec.data, variant.model, out=None if status else folder,
+                     resume=folder if status else None, progress=display, cache=cache, store=store, models=pool,
+                     parent=parent, verbalizer=variant.verbalizer, train=spec.train, shots=variant.shots,
+                     seed=variant.seed, normalize=variant.normalize, calibrate=variant.calibrate,
+                     **({} if status else shared_options(spec)))
+        record, predictions, metrics = result.record, result.predictions, result.metrics
+    return Scored(name=name, group=group_name(name), labels=record.labels,
+                  predictions=sorted(predictions, key=lambda p: p.index),
+                  examples_per_s=record.examples_per_s, agreement=metrics.get("agreement"),
+                  cached=min(1.0, (record.cache or {}).get("hits", 0) / max(len(predictions), 1)))
+
+
+
+def sweep(spec: SweepSpec | str | Path | Mapping[str, Any], out: str | Path | None = None, *, progress: bool = True,
+          cache: bool = True, store: Any = None) -> SweepState:
+    """`promptcli.sweep`: a sweep file's path, a SweepSpec, or a dict of a sweep file's fields (checked)."""
+    if isinstance(spec, (str, Path)):
+        spec = load_sweep(spec)
+    elif not isinstance(spec, SweepSpec):
+        spec = checked(SweepSpec, spec, what="sweep option")
+    return run_sweep(spec, Path(out) if out else default_sweep_dir(spec), progress=progress, cache=cache, store=store)

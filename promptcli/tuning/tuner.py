@@ -1,0 +1,124 @@
+"""`promptcli tune`: learn a soft prompt while every model weight stays frozen.
+
+`tune()` sets up (config, model, the prompt's places in the encoded rows, initial embeddings),
+hands the loop to `Trainer.fit`, checks that no model weight moved, and saves what was trained.
+Demonstrations, when the template asks for them, are drawn from the training rows (never a row
+for itself), so few-shot templates tune as they run.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import RunError
+from ..evaluation.inputs import Prepared, model_name, prepare
+from ..evaluation.outputs import prepare_new
+from ..models.info import ModelInfo, load_info
+from ..models.weights import LoadedModel, load_model
+from ..progress import new_progress
+from ..prompt.soft import SoftPrompt, peft_config
+from ..spec.loading import load_template
+from ..spec.runconfig import RunConfig, checked
+from ..versions import peak_memory_mb, versions
+from .checkpoint import remove_checkpoint
+from .config import Manifest, TrainState, TuneConfig
+from .trainer import Distributed, Trainer, initial_embeddings, parameters_sha256
+
+
+@dataclass
+class TuneResult:
+    out_dir: Path
+    initial_dev_accuracy: float | None
+    best_dev_accuracy: float | None
+    curve: list[dict]
+    manifest: Manifest
+
+
+def tune(template: str | Path, train: str | Path, model: str | None = None, *, out: str | Path | None = None,
+         dev: str | Path | None = None, resume: bool = False, progress: bool = True, **options: Any) -> TuneResult:
+    """Train a soft prompt (options: TuneConfig fields, checked) and save it to `out`."""
+    config = checked(TuneConfig, {"template": str(template), "train": str(train), "model": model,
+                                  "dev": str(dev) if dev else None, **options})
+    dist = Distributed(config.device)
+    tfile = load_template(config.template, config.verbalizer)
+    if tfile.generative:
+        raise RunError(f"a '{tfile.kind}' template generates its answer; tune learns prompts for scored templates "
+                       "(manual, co-star, xml)", path=str(tfile.path))
+    name = model_name(tfile, config.model)
+    info = load_info(name, max_length=config.max_length)
+    loaded = load_model(info, device=dist.device, dtype="float32")
+    out_dir = Path(out) if out else Path("runs") / f"tune-{Path(config.template).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    if resume:
+        if not out_dir.exists():
+            raise RunError("nothing to resume in this folder", path=str(out_dir))
+    elif dist.main:
+        prepare_new(out_dir)
+
+    hidden = loaded.model.get_input_embeddings().embedding_dim
+    places = SoftPrompt(torch.zeros(config.virtual_tokens, hidden))  # its size is all encoding needs
+    train_set = _prepared(config, name, config.train, places, dist.device)
+    if not train_set.dataset.labeled:
+        raise RunError("the training data has no labels", path=config.train)
+    dev_set = _prepared(config, name, config.dev, places, dist.device) if config.dev else None
+    placement = "slots" if train_set.renderer.soft_slots else "prefix"
+    prompt = SoftPrompt(initial_embeddings(config, loaded, train_set), {"placement": placement}).to(loaded.device)
+    trainer = Trainer(config, loaded, prompt, train_set, dev_set, dist)
+
+    if config.gradient_checkpointing:  # HF checkpointing is active in train mode only (which enables dropout)
+        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        loaded.model.train()
+    frozen_before = parameters_sha256(loaded.model)
+    display = new_progress() if progress and dist.main else None
+    with prompt.attached(loaded.model), (display or nullcontext()):
+        state, best = trainer.fit(out_dir, resume, display)
+    loaded.model.eval()
+    if parameters_sha256(loaded.model) != frozen_before:
+        raise RuntimeError("a model parameter changed during tuning; this is a bug in promptcli")
+    manifest = _manifest(config, info, train_set, dev_set, state, prompt, frozen_before, loaded, placement)
+    if dist.main:
+        SoftPrompt(best, manifest.to_dict()).save(out_dir, manifest.to_dict(),
+                                                  peft_config(config.virtual_tokens, hidden, info.path, info.kind,
+                                                              info.config))
+        remove_checkpoint(out_dir)
+    curve = state.curve
+    return TuneResult(out_dir=out_dir, initial_dev_accuracy=curve[0]["dev_accuracy"] if curve else None,
+                      best_dev_accuracy=state.best, curve=curve, manifest=manifest)
+
+
+def _prepared(config: TuneConfig, model: str, data: str, places: SoftPrompt, device: str) -> Prepared:
+    """Rows encoded as `run` encodes them, with the prompt's places, the tune's scoring and demonstrations
+    from the training rows."""
+    run_config = checked(RunConfig, {
+        "template": config.template, "data": data, "model": model, "verbalizer": config.verbalizer,
+        "max_length": config.max_length, "label_field": config.label_field, "limit": config.limit,
+        "device": device, "normalize": config.normalize, "calibrate": config.calibrate,
+        "train": config.train, "shots": config.shots, "seed": None})
+    return prepare(run_config, soft=places)
+
+
+def _manifest(config: TuneConfig, info: ModelInfo, train: Prepared, dev: Prepared | None, state: TrainState,
+              prompt: SoftPrompt, frozen_sha: str, loaded: LoadedModel, placement: str) -> Manifest:
+    steps = state.step
+    return Manifest(
+        placement=placement,
+        scoring={"normalize": train.scoring.normalize, "calibrate": train.scoring.calibrate},
+        model={"name": info.name, "path": info.path, "gguf": info.source, "config_sha256": info.config_sha256,
+               "fingerprint": info.fingerprint(), "parameters_sha256": frozen_sha},
+        template={"path": config.template, "sha256": train.template.sha256},
+        verbalizer={"path": str(train.template.verbalizer.path or "inline"), "sha256": train.template.verbalizer.sha256},
+        data={"train": train.dataset.sha256, "dev": dev.dataset.sha256 if dev else None},
+        hyperparameters=config.model_dump(),
+        parameters={"trainable": prompt.embeddings.numel(), "frozen": sum(p.numel() for p in loaded.model.parameters())},
+        training={"steps": steps, "train_seconds": round(state.seconds, 3),
+                  "steps_per_s": round(steps / state.seconds, 3) if state.seconds else None,
+                  "stopped_early": state.stopped_early, "best_dev_accuracy": state.best,
+                  "memory": peak_memory_mb(loaded.device)},
+        dev_curve=state.curve,
+        versions=versions(),
+    )
+
