@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from promptcli.scoring.base import pad_right
-from promptcli.scoring.causal import cache_of
+from promptcli.scoring.causal import cache_argument, cache_of, returned_cache
 
 CPU = torch.device("cpu")  # the floor's tensors are built before the clock starts
 
@@ -112,8 +112,8 @@ class Prefill:
             batch = self.ids.shape[0]
             cache = cache_of([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix_kv],
                              model.config)
-        return model(input_ids=self.ids, attention_mask=self.mask, position_ids=self.where, past_key_values=cache,
-                     use_cache=use_cache or bool(self.shared), logits_to_keep=self.last)
+        return model(input_ids=self.ids, attention_mask=self.mask, position_ids=self.where,
+                     use_cache=use_cache or bool(self.shared), logits_to_keep=self.last, **{cache_argument(model): cache})
 
 
 def prefix_cache(model: Any, prefix: tuple[int, ...]) -> list:
@@ -122,7 +122,7 @@ def prefix_cache(model: Any, prefix: tuple[int, ...]) -> list:
         return []
     out = model(input_ids=torch.tensor([prefix]), position_ids=torch.arange(len(prefix))[None], use_cache=True,
                 logits_to_keep=1)
-    return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    return [(layer.keys, layer.values) for layer in returned_cache(out).layers]
 
 
 def causal_floor(model: Any, tokenizer: Any, batches: list[list[Any]], batch_size: int, naive: bool,
@@ -167,10 +167,10 @@ def causal_floor(model: Any, tokenizer: Any, batches: list[list[Any]], batch_siz
             out = prefill.run(model, kv, use_cache=bool(extends))
             scores = _first_scores(out.logits[:, 0], conts) if keep is not None else None
             for rows, feed, attention, feed_where, group in extends:
-                sub = cache_of([(layer.keys[rows], layer.values[rows]) for layer in out.past_key_values.layers],
+                sub = cache_of([(layer.keys[rows], layer.values[rows]) for layer in returned_cache(out).layers],
                                model.config)
                 logits = model(input_ids=feed, attention_mask=attention, position_ids=feed_where,
-                               past_key_values=sub, use_cache=True).logits
+                               **{cache_argument(model): sub}, use_cache=True).logits
                 if keep is not None:
                     log_probs = logits.float().log_softmax(-1)
                     for r, (b, w) in enumerate(group):

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import torch
 
+from promptcli.scoring.causal import cache_argument, returned_cache
+
 from .floor import Floor, Prefill, common_prefix, prefix_cache, run_config
 
 
@@ -60,7 +62,7 @@ def generate_floor(model: Any, tokenizer: Any, batches: list[list[Any]], decodin
 
     def one_batch(prefill: Prefill, kv: list, generator: torch.Generator) -> list[list[int]]:
         out = prefill.run(model, kv, use_cache=True)
-        logits, cache = out.logits[:, -1], out.past_key_values  # (B, V)
+        logits, cache = out.logits[:, -1], returned_cache(out)  # (B, V)
         mask, lengths = prefill.mask, prefill.lengths
         if n > 1:  # the N paths share the prompt's cache: repeated, never recomputed
             logits, mask, lengths = (t.repeat_interleave(n, 0) for t in (logits, mask, lengths))
@@ -86,8 +88,8 @@ def generate_floor(model: Any, tokenizer: Any, batches: list[list[Any]], decodin
             mask = torch.cat([mask, active], dim=1)
             feed = chosen.masked_fill(done, pad_id)[:, None]
             out = model(input_ids=feed, attention_mask=mask, position_ids=(lengths + step)[:, None],
-                        past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1]
+                        **{cache_argument(model): cache}, use_cache=True)
+            cache, logits = returned_cache(out), out.logits[:, -1]
         return [[t for t in row if t >= 0] for row in tokens.tolist()]
 
     def step(keep: dict | None = None) -> None:

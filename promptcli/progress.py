@@ -1,7 +1,10 @@
-"""One rich progress bar style for long work, drawn on stderr so stdout stays parseable."""
+"""What the terminal shows while work runs: one rich progress bar style and promptcli's warnings (on stderr,
+so stdout stays parseable); other libraries' warnings go to the run folder instead."""
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from rich.console import Console
@@ -56,3 +59,29 @@ def progress_bar(enabled: bool | Progress, description: str, total: int) -> Iter
         return
     with new_progress() as progress:
         yield Bar(progress, progress.add_task(description, total=total))
+
+
+@contextmanager
+def library_warnings(log: Path | None, show: bool = False) -> Iterator[list[str]]:
+    """Warnings of torch, transformers and other libraries, kept off the terminal (they are about their
+    internals, and some are false where promptcli truncates inputs itself) and appended to `log` when given;
+    `show` (--verbose) lets them through."""
+    captured: list[str] = []
+    if show:
+        yield captured
+        return
+    import logging
+
+    hf = logging.getLogger("transformers")
+    level = hf.level
+    hf.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield captured
+        captured += [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
+    finally:
+        hf.setLevel(level)
+        if captured and log is not None and log.parent.is_dir():
+            with open(log, "a", encoding="utf-8") as handle:  # an append-only log, not a replaced file
+                handle.write("".join(line + "\n" for line in dict.fromkeys(captured)))

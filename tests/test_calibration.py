@@ -127,6 +127,27 @@ def test_score_cache_hits_skip_the_model_and_change_nothing(tiny, tmp_path):
     assert off.record.cache is None and off.record.work["model_calls"] > 0
 
 
+def test_the_cache_key_holds_the_resolved_precision_and_device(tiny, tmp_path, monkeypatch):
+    """Keyed on the literal `dtype: auto` and no device, CPU float32 scores would be served to a GPU run,
+    where auto means bfloat16."""
+    import promptcli.evaluation.predict as predict
+
+    first = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "a", progress=False)
+    explicit = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "b", progress=False, dtype="float32")
+    assert explicit.record.cache["misses"] == 0  # auto on a CPU is float32: the same scores
+    half = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "c", progress=False, dtype="bfloat16")
+    assert half.record.cache["hits"] == 0
+    assert first.predictions and half.predictions
+
+    prepared = prepare(RunConfig(template=MANUAL, data=DATA, model=tiny["roberta"]))
+    on_cpu = predict.ScorePredictor(prepared, load=None).key_options
+    monkeypatch.setattr(predict, "resolve_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    on_gpu = predict.ScorePredictor(prepared, load=None).key_options
+    assert (on_cpu["device"], on_cpu["dtype"]) == ("cpu", "float32")
+    assert (on_gpu["device"], on_gpu["dtype"]) == ("cuda", "bfloat16")
+
+
 def test_a_corrupted_cache_is_reported_and_rebuilt(tiny, tmp_path):
     home = tmp_path / "promptcli-home"
     home.mkdir(exist_ok=True)

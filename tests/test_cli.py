@@ -138,6 +138,25 @@ def test_killed_process_resumes_to_identical_files(tiny, tmp_path):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
 
 
+def test_sigterm_is_an_interruption_that_says_how_to_resume(tiny, tmp_path):
+    """SIGTERM (a scheduler's stop, `kill`) once left run.json `running`; it is handled like Ctrl-C."""
+    data = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in sentences(1500, seed=3)))
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "promptcli.cli", "run", CAUSAL, "--data", str(data), "--model",
+                             tiny["gpt2"], "--batch-size", "2", "--quiet", "--no-cache", "--out", str(out)],
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    predictions = out / "predictions.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not predictions.exists() or predictions.stat().st_size < 4000):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    assert f"promptcli run --resume {out}" in " ".join(stderr.split())
+
+
 def test_long_inputs_truncate_data_fields_only(tiny, tmp_path):
     long_text = "the plot was bad and boring " * 40
     data = write(tmp_path / "d.jsonl", json.dumps({"text": long_text, "label": 0}) + "\n"

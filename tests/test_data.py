@@ -83,3 +83,52 @@ def test_missing_file_and_empty_file(tmp_path):
         load_dataset(tmp_path / "nope.jsonl", ["text"], "label", LABELS)
     with pytest.raises(DataError, match="no usable rows"):
         load_dataset(write(tmp_path / "d.jsonl", "\n"), ["text"], "label", LABELS)
+
+
+# ---- labels are never dropped silently --------------------------------------------------------------
+
+def test_labelled_data_is_decided_over_all_rows(tmp_path):
+    """Labelled-ness was decided by the first row: an unlabelled first row silently dropped every label."""
+    path = write(tmp_path / "d.jsonl", '{"text": "a"}\n{"text": "b", "label": 1}\n{"text": "c", "label": 0}\n')
+    with pytest.raises(DataError, match="missing label") as info:
+        load_dataset(path, ["text"], "label", LABELS)
+    assert (info.value.line, info.value.field) == (1, "label")
+    data = load_dataset(path, ["text"], "label", LABELS, skip_invalid=True)
+    assert data.labeled and [e.gold for e in data.examples] == ["positive", "negative"]
+    null_first = write(tmp_path / "n.jsonl", '{"text": "a", "label": null}\n{"text": "b", "label": 1}\n')
+    with pytest.raises(DataError, match="missing label"):
+        load_dataset(null_first, ["text"], "label", LABELS)
+
+
+def test_a_named_label_field_that_no_row_has_is_an_error(tmp_path):
+    path = write(tmp_path / "d.jsonl", '{"text": "a", "label": 1}\n')
+    with pytest.raises(DataError, match="no row has the label field 'gold' \\(fields of the first row: text, label\\)"):
+        load_dataset(path, ["text"], "gold", LABELS, require_labels=True)
+    assert not load_dataset(path, ["text"], "gold", LABELS).labeled  # the template's default: unlabelled data
+
+
+def test_a_misspelt_label_field_fails_the_run(tiny, tmp_path):
+    import promptcli
+    from conftest import REPO
+
+    path = write(tmp_path / "d.jsonl", '{"text": "a fine film", "label": "positive"}\n')
+    with pytest.raises(DataError, match="no row has the label field 'gold'"):
+        promptcli.run(REPO / "tests/templates/causal.yaml", path, tiny["gpt2"], out=tmp_path / "o", progress=False,
+                      label_field="gold")
+
+
+@pytest.mark.parametrize("content,message,field", [
+    ('{"text": "a", "text": "b", "label": 1}\n', "the key 'text' appears twice", "text"),
+    ('{"text": null, "label": 1}\n', "the field is null", "text"),
+    ('{"text": "slot \\ue000 here", "label": 1}\n', r"U\+E000", "text"),
+])
+def test_rows_that_would_be_misread_are_errors(tmp_path, content, message, field):
+    path = write(tmp_path / "d.jsonl", content)
+    with pytest.raises(DataError, match=message) as info:
+        load_dataset(path, ["text"], "label", LABELS)
+    assert (info.value.line, info.value.field) == (1, field)
+
+
+def test_integral_float_labels_find_integer_keys(tmp_path):
+    path = write(tmp_path / "d.jsonl", '{"text": "a", "label": 1.0}\n{"text": "b", "label": 0.0}\n')
+    assert [e.gold for e in load_dataset(path, ["text"], "label", LABELS).examples] == ["positive", "negative"]

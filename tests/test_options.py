@@ -118,3 +118,49 @@ def test_tune_refuses_unknown_choices(tiny, tmp_path, option, value):
         promptcli.tune(CAUSAL, EXAMPLES, tiny["gpt2"], out=tmp_path / "p", progress=False, **{option: value})
     result = CliRunner().invoke(app, ["tune", CAUSAL, "--train", EXAMPLES, f"--{option}", value])
     assert result.exit_code == 2 and value in result.output
+
+
+def test_resume_keeps_the_runs_choice_of_score_cache(tiny, tmp_path):
+    """`--no-cache` was forgotten by `--resume` (the resumed part wrote its scores to the cache)."""
+    data = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in sentences(30)))
+    calls = {"n": 0}
+
+    def stop(done, total):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        promptcli.run(CAUSAL, data, tiny["gpt2"], out=tmp_path / "cut", batch_size=4, progress=False, cache=False,
+                      on_batch=stop)
+    result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path / "cut"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "cut/run.json").read_text())
+    assert record["score_cache"] is False and "cache" not in record  # no cache opened, nothing written to one
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"device": "meta"}, "device='meta' is not one of: auto, cpu, cuda, cuda:N, mps"),
+    ({"device": "cuda"} if not __import__("torch").cuda.is_available() else {"device": "cuda:99"}, "cuda"),
+    ({"scorer": "causal", "template": str(REPO / "templates/sst2/manual.yaml"), "model": "bert"}, "is a masked LM"),
+])
+def test_options_that_cannot_work_are_refused_before_anything_is_written(tiny, tmp_path, options, message):
+    """A bad --device once failed after the folder and its run-store record existed, leaving both stuck."""
+    options = dict(options)
+    template = options.pop("template", CAUSAL)
+    model = tiny[options.pop("model", "gpt2")]
+    with pytest.raises(promptcli.PromptcliError, match=message):
+        promptcli.run(template, EXAMPLES, model, out=tmp_path / "o", progress=False, **options)
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_naming_a_file_and_resuming_a_finished_run(tiny, tmp_path, capsys):
+    taken = write(tmp_path / "taken", "")
+    with pytest.raises(RunError, match="the output folder is a file"):
+        promptcli.run(CAUSAL, EXAMPLES, tiny["gpt2"], out=taken, progress=False)
+    done = promptcli.run(CAUSAL, EXAMPLES, tiny["gpt2"], out=tmp_path / "o", progress=False, limit=4)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()}
+    again = promptcli.run(resume=tmp_path / "o", progress=False)
+    assert "holds a finished run; nothing to resume" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()} == before  # nothing rewritten
+    assert again.metrics == done.metrics

@@ -57,3 +57,41 @@ def test_two_answer_slots_are_an_error(tmp_path):
     r = renderer(tmp_path, "kind: manual\ntext: '{{ mask }} {{ text }} {{ mask }}'\n")
     with pytest.raises(SpecError, match="exactly one answer slot"):
         r.render({"text": "x"})
+
+
+# ---- bounds: a template may not hang a run or fill memory; the template is blamed, not the data ----
+
+BOUNDED = [
+    ("{% for a in range(9999) %}{% for b in range(9999) %}{% endfor %}{% endfor %}", "took over"),
+    ("{{ 'a' * 50000000 }}", "built with \\*"),
+    ("{{ range(100000000) | list | length }}", "range\\(\\) of 100,000,000 items"),
+    ("{{ 10 ** 10000 }}", "exponents above 64"),
+    ("{% include 'other.yaml' %}", "cannot include, import or extend"),
+    ("{{ soft(5000) }}", "soft\\(\\) takes a number of tokens from 1 to 4096"),
+    ("{% for i in range(900) %}{{ text }}{% endfor %}", "rendered .* characters for one row"),
+]
+
+
+@pytest.mark.parametrize("jinja,message", BOUNDED, ids=[m for _, m in BOUNDED])
+def test_bounds_are_template_errors_within_seconds(tmp_path, monkeypatch, jinja, message):
+    import time
+
+    from promptcli.prompt import environment
+
+    monkeypatch.setattr(environment, "MAX_SECONDS", 1.0)
+    r = renderer(tmp_path, f"kind: manual\ntext: \"{jinja} {{{{ text }}}} {{{{ mask }}}}\"\n")
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=message) as info:
+        r.render({"text": "x" * 2000}, where="data.jsonl:3")
+    assert time.perf_counter() - start < 5
+    assert info.value.path.endswith("t.yaml")  # the template's fault, named as such
+
+
+@pytest.mark.parametrize("value,shown", [(["bad", "film"], "list"), (True, "bool"), (float("nan"), "float nan")])
+def test_a_value_that_is_not_text_is_not_printed_as_python(tmp_path, value, shown):
+    """`Review: ['bad', 'film']` and `Review: True` once reached the model."""
+    r = renderer(tmp_path, "kind: manual\ntext: 'Review: {{ text }} {{ mask }}'\n")
+    with pytest.raises(DataError, match=f"gave {shown}") as info:
+        r.render({"text": value}, where="data.jsonl:4")
+    assert str(info.value).startswith("data.jsonl:4")
+    assert r.render({"text": 2019}).prefix == "Review: 2019 "  # numbers are text enough

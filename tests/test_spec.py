@@ -126,3 +126,18 @@ def test_inline_verbalizer_and_override(tmp_path):
 def test_label_map_keys_accept_ints_and_bools(tmp_path):
     path = write(tmp_path / "v.yaml", "labels: {a: [x], b: [y]}\nlabel_map: {0: a, true: b}\n")
     assert load_verbalizer(path).spec.label_map == {"0": "a", "true": "b"}
+
+
+def test_alias_bombs_are_refused_quickly(tmp_path):
+    """Aliases nested 9 deep ("billion laughs") hung `validate` and `run`: the file expands to 10^9 values."""
+    import time
+
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        lines.append(f"{level}: &{level} [" + ", ".join([f"*{previous}"] * 10) + "]")
+    path = write(tmp_path / "bomb.yaml", "\n".join(lines) + "\nkind: manual\ntext: '{{ mask }}'\n")
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="expands to [0-9,]{13} values"):  # over a billion
+        load_template(path)
+    assert time.perf_counter() - start < 2

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from . import catalog, core, sweeps, tune  # noqa: F401  (each module registers its commands on `app`)
-from .common import app
+from .common import app, terminate_gracefully
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
+    terminate_gracefully()
     app()

@@ -5,6 +5,7 @@ Every user-facing error is a PromptcliError, rendered here once with its exit co
 from __future__ import annotations
 
 import os
+import signal
 from enum import Enum
 from functools import wraps
 from pathlib import Path
@@ -23,6 +24,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
                   help="Declarative prompts and verbalizers for zero- and few-shot classification.")
 OUT = Console()
 ERR = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        OUT.print(f"promptcli {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                             help="Print the version and exit.")] = None) -> None:
+    """Declarative prompts and verbalizers for zero- and few-shot classification."""
 
 
 Scorer = choices(options.Scorer, "Scorer")
@@ -49,6 +64,17 @@ def given(**values: object) -> dict:
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run is marked interrupted and can resume."""
+
+
+def terminate_gracefully() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def reports_errors(command: Callable) -> Callable:
     """Turn promptcli errors and Ctrl-C into a message and an exit code; a bug keeps its traceback
     only when PROMPTCLI_DEBUG is set."""
@@ -61,10 +87,11 @@ def reports_errors(command: Callable) -> Callable:
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits: typer's own handling
             raise
-        except KeyboardInterrupt:
-            ERR.print("[yellow]interrupted[/]: predictions computed so far are saved; continue with "
-                      "[bold]promptcli run --resume DIR[/]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            resume = getattr(exc, "resume", None)
+            ERR.print("[yellow]interrupted[/]: what was computed so far is saved"
+                      + (f"; continue with [bold]{escape(resume)}[/]" if resume else ""), soft_wrap=True)
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
         except Exception as exc:  # a bug, not bad input
             if os.environ.get("PROMPTCLI_DEBUG"):
                 raise
@@ -74,15 +101,15 @@ def reports_errors(command: Callable) -> Callable:
     return wrapper
 
 
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Embedded model name (`promptcli models`), .gguf file, local folder or hub id [default: the template's, else gemma-3-270m].")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Embedded model name (`promptcli models`), .gguf file, local folder or hub id \\[default: the template's, else gemma-3-270m].")]
 VerbalizerOpt = Annotated[Optional[Path], typer.Option(help="Verbalizer YAML overriding the template's.")]
-ScorerOpt = Annotated[Optional[Scorer], typer.Option(help="Force the scorer [default: auto, from the model config].")]
-LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Data field holding the gold label [default: the template's, or 'label'].")]
-DataFormatOpt = Annotated[Optional[DataFormat], typer.Option(help="The data file's format [default: from the extension].")]
-MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Cap on input tokens [default: the model's maximum].")]
+ScorerOpt = Annotated[Optional[Scorer], typer.Option(help="Force the scorer \\[default: auto, from the model config].")]
+LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Data field holding the gold label \\[default: the template's, or 'label'].")]
+DataFormatOpt = Annotated[Optional[DataFormat], typer.Option(help="The data file's format \\[default: from the extension].")]
+MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Cap on input tokens \\[default: the model's maximum].")]
 TrustOpt = Annotated[Optional[bool], typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).")]
 TrainOpt = Annotated[Optional[Path], typer.Option(help="Labelled rows to draw demonstrations from.")]
-ShotsOpt = Annotated[Optional[int], typer.Option(min=0, help="Number of demonstrations [default: the template's; 0: zero-shot].")]
-SeedOpt = Annotated[Optional[int], typer.Option(help="Seed for demonstrations and sampling [default: the template's].")]
+ShotsOpt = Annotated[Optional[int], typer.Option(min=0, help="Number of demonstrations \\[default: the template's; 0: zero-shot].")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Seed for demonstrations and sampling \\[default: the template's].")]
 CacheOpt = Annotated[bool, typer.Option(help="Reuse scores of identical inputs from the score cache.")]
-StoreOpt = Annotated[Optional[Path], typer.Option(help="Run store (SQLite) [default: ~/.cache/promptcli/store.sqlite].")]
+StoreOpt = Annotated[Optional[Path], typer.Option(help="Run store (SQLite) \\[default: ~/.cache/promptcli/store.sqlite].")]

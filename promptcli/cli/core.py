@@ -29,40 +29,41 @@ DATA, SCORING, DEMOS, DECODING, OUTPUT = "Data", "Scoring", "Demonstrations", "D
 def run(
     templates: Annotated[Optional[list[Path]], typer.Argument(help="Template YAML (optional with --resume); several with --ensemble.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="JSONL, JSON, CSV or TSV file.", rich_help_panel=DATA)] = None,
-    label_field: Annotated[Optional[str], typer.Option(help="Data field holding the gold label [default: the template's, or 'label'].", rich_help_panel=DATA)] = None,
-    data_format: Annotated[Optional[DataFormat], typer.Option(help="The data file's format [default: from the extension].", rich_help_panel=DATA)] = None,
+    label_field: Annotated[Optional[str], typer.Option(help="Data field holding the gold label \\[default: the template's, or 'label'].", rich_help_panel=DATA)] = None,
+    data_format: Annotated[Optional[DataFormat], typer.Option(help="The data file's format \\[default: from the extension].", rich_help_panel=DATA)] = None,
     skip_invalid: Annotated[Optional[bool], typer.Option("--skip-invalid", help="Skip and count invalid rows instead of stopping.", rich_help_panel=DATA)] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows.", rich_help_panel=DATA)] = None,
     model: ModelOpt = None,
     verbalizer: VerbalizerOpt = None,
     scorer: ScorerOpt = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps [default: auto].")] = None,
-    dtype: Annotated[Optional[Dtype], typer.Option(help="Weights' precision [default: auto: float32 on CPU, bfloat16 on GPUs].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass [default: 32].")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps \\[default: auto].")] = None,
+    dtype: Annotated[Optional[Dtype], typer.Option(help="Weights' precision \\[default: auto: float32 on CPU, bfloat16 on GPUs].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass \\[default: 32].")] = None,
     max_length: MaxLengthOpt = None,
     trust_remote_code: TrustOpt = None,
-    normalize: Annotated[Optional[Normalize], typer.Option(help="Causal length normalisation, or pmi [default: the template's].", rich_help_panel=SCORING)] = None,
-    calibrate: Annotated[Optional[Calibrate], typer.Option(help="contextual: correct by content-free inputs [default: the template's].", rich_help_panel=SCORING)] = None,
-    prefix_cache: Annotated[Optional[bool], typer.Option("--prefix-cache/--no-prefix-cache", help="Compute the prompt prefix all examples share once (causal) [default: on].", rich_help_panel=SCORING)] = None,
+    normalize: Annotated[Optional[Normalize], typer.Option(help="Causal length normalisation, or pmi \\[default: the template's].", rich_help_panel=SCORING)] = None,
+    calibrate: Annotated[Optional[Calibrate], typer.Option(help="contextual: correct by content-free inputs \\[default: the template's].", rich_help_panel=SCORING)] = None,
+    prefix_cache: Annotated[Optional[bool], typer.Option("--prefix-cache/--no-prefix-cache", help="Compute the prompt prefix all examples share once (causal) \\[default: on].", rich_help_panel=SCORING)] = None,
     soft_prompt: Annotated[Optional[Path], typer.Option(help="A soft prompt folder written by `promptcli tune`.", rich_help_panel=SCORING)] = None,
     force: Annotated[Optional[bool], typer.Option("--force", help="Use a soft prompt trained for another model or template version.", rich_help_panel=SCORING)] = None,
     ensemble: Annotated[bool, typer.Option(help="Several templates: also score the mean of their label log-probs.", rich_help_panel=SCORING)] = False,
     weighted: Annotated[bool, typer.Option(help="Weight ensemble members by their accuracy.", rich_help_panel=SCORING)] = False,
     train: Annotated[Optional[Path], typer.Option(help="Labelled rows to draw demonstrations from.", rich_help_panel=DEMOS)] = None,
-    shots: Annotated[Optional[int], typer.Option(min=0, help="Number of demonstrations [default: the template's; 0: zero-shot].", rich_help_panel=DEMOS)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for demonstrations and sampling [default: the template's].", rich_help_panel=DEMOS)] = None,
+    shots: Annotated[Optional[int], typer.Option(min=0, help="Number of demonstrations \\[default: the template's; 0: zero-shot].", rich_help_panel=DEMOS)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for demonstrations and sampling \\[default: the template's].", rich_help_panel=DEMOS)] = None,
     samples: Annotated[Optional[int], typer.Option(min=1, help="Self-consistency: reasoning paths per example.", rich_help_panel=DECODING)] = None,
     strategy: Annotated[Optional[Strategy], typer.Option(help="greedy or sample.", rich_help_panel=DECODING)] = None,
     temperature: Annotated[Optional[float], typer.Option(min=0.01, help="Sampling temperature.", rich_help_panel=DECODING)] = None,
     top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample among the k most likely tokens.", rich_help_panel=DECODING)] = None,
     top_p: Annotated[Optional[float], typer.Option(min=0.001, max=1.0, help="Nucleus sampling mass.", rich_help_panel=DECODING)] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Longest reasoning to generate.", rich_help_panel=DECODING)] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: runs/<template>-<time>].", rich_help_panel=OUTPUT)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: runs/<template>-<time>].", rich_help_panel=OUTPUT)] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run in this folder (device, batch size and prefix cache may change).", rich_help_panel=OUTPUT)] = None,
-    cache: Annotated[bool, typer.Option(help="Reuse scores of identical inputs from the score cache.", rich_help_panel=OUTPUT)] = True,
-    store: Annotated[Optional[Path], typer.Option(help="Run store (SQLite) [default: ~/.cache/promptcli/store.sqlite].", rich_help_panel=OUTPUT)] = None,
+    cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Reuse scores of identical inputs from the score cache \\[default: on; --resume: the run's choice].", rich_help_panel=OUTPUT)] = None,
+    store: Annotated[Optional[Path], typer.Option(help="Run store (SQLite) \\[default: ~/.cache/promptcli/store.sqlite].", rich_help_panel=OUTPUT)] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, or json (metrics on stdout).", rich_help_panel=OUTPUT)] = OutputFormat.table,
     quiet: Annotated[bool, typer.Option(help="No progress bar.", rich_help_panel=OUTPUT)] = False,
+    verbose: Annotated[bool, typer.Option(help="Show torch and transformers warnings instead of logging them to warnings.log in the output folder.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Score a template on a data file and report accuracy, F1 and the confusion matrix."""
     templates = templates or []
@@ -82,7 +83,8 @@ def run(
     from ..report.terminal import print_run
 
     result = run_api(templates[0] if templates else None, data, model, out=out, resume=resume, progress=not quiet,
-                     cache=cache, store=store, command=shlex.join(["promptcli", *sys.argv[1:]]), **options)
+                     cache=cache, store=store, command=shlex.join(["promptcli", *sys.argv[1:]]), verbose=verbose,
+                     **options)
     if format is OutputFormat.json:
         print(json.dumps(result.summary()))
     else:

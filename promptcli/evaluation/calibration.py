@@ -15,9 +15,9 @@ from ..progress import warn
 from ..prompt.encode import Encoded
 from ..prompt.render import Prompt
 from ..spec.data import Example
+from ..spec.template import FIELD  # stands for every data field when the template's own words are needed
 from .inputs import Prepared
 
-FIELD = "\ue001"  # stands for every data field when the template's own words are needed
 EXTREME = 0.01  # a content-free probability below this is divided into a huge boost for its label
 
 

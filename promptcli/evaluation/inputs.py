@@ -55,6 +55,15 @@ class Prepared(Inputs):
     soft: Any = None  # a prompt.soft.SoftPrompt; typed loosely so that this module needs no torch
 
 
+def label_field(template: TemplateFile, config: RunConfig) -> str:
+    return config.label_field or template.spec.label_field
+
+
+def label_field_named(template: TemplateFile, config: RunConfig) -> bool:
+    """Whether the user named the label field (then data without it is an error, not unlabelled data)."""
+    return config.label_field is not None or "label_field" in template.spec.model_fields_set
+
+
 def model_name(template: TemplateFile, model: str | None) -> str:
     """--model, else the template's `model`, else the embedded default model (when installed)."""
     return model or template.spec.model or default_model()
@@ -66,9 +75,9 @@ def load_inputs(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = No
     renderer = Renderer(template)
     verbalizer = Verbalizer(template.verbalizer)
     labels = LabelSpace(verbalizer.labels, template.verbalizer.spec.label_map)
-    dataset = load_dataset(rows if rows is not None else config.data, renderer.fields,
-                           config.label_field or template.spec.label_field, labels,
-                           skip_invalid=config.skip_invalid, limit=config.limit, data_format=config.data_format)
+    dataset = load_dataset(rows if rows is not None else config.data, renderer.fields, label_field(template, config),
+                           labels, skip_invalid=config.skip_invalid, limit=config.limit,
+                           data_format=config.data_format, require_labels=label_field_named(template, config))
     selector = demo_selector(template, renderer, config, labels)
     return Inputs(config, template, renderer, verbalizer, dataset, selector)
 
@@ -143,8 +152,8 @@ def demo_selector(template: TemplateFile, renderer: Renderer, config: RunConfig,
         raise RunError(f"the template asks for {spec.per_class or spec.count} demonstrations"
                        f"{' per label' if spec.per_class else ''}; pass the training data with --train FILE",
                        path=str(template.path), hint="or --shots 0 for zero-shot")
-    pool = load_dataset(config.train, renderer.fields, config.label_field or template.spec.label_field, labels,
-                        skip_invalid=config.skip_invalid)
+    pool = load_dataset(config.train, renderer.fields, label_field(template, config), labels,
+                        skip_invalid=config.skip_invalid, require_labels=True)
     if not pool.labeled:
         raise RunError("the training data has no labels, so it cannot give demonstrations", path=config.train)
     first_words = {label: words[0] for label, words in template.verbalizer.spec.labels.items()}

@@ -40,6 +40,8 @@ class Prediction:
 
 
 def prepare_new(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunError("the output folder is a file", path=str(out), hint="pass a folder to --out")
     if out.exists() and any(out.iterdir()):
         raise RunError("the output folder already exists and is not empty", path=str(out),
                        hint=f"pass a new --out, or --resume {out} to continue that run")

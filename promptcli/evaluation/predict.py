@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..models.weights import LoadedModel
+from ..models.weights import LoadedModel, resolve_device, resolve_dtype
 from ..prompt.encode import Encoded
 from ..scoring import Scorer, make_scorer
 from ..scoring.answers import AnswerMap, extract, vote
@@ -37,9 +37,12 @@ class ScorePredictor:
         self._scorer: Scorer | None = None
         self._detach = None
         self.shared_prefix = 0
-        # everything besides the input and the label tokens that decides a cached word score
+        # everything besides the input and the label tokens that decides a cached word score: the precision
+        # and device type as resolved ("auto" is float32 on a CPU but bfloat16 on a GPU)
+        device = resolve_device(prepared.config.device)
         self.key_options = {"scorer": prepared.info.kind, "multi_token": self.scoring.multi_token,
-                            "normalize": self.scoring.continuation_normalize, "dtype": prepared.config.dtype,
+                            "normalize": self.scoring.continuation_normalize, "device": device.type,
+                            "dtype": str(resolve_dtype(prepared.config.dtype, device)).removeprefix("torch."),
                             "max_length": prepared.info.max_length,
                             "soft_prompt": prepared.soft.sha256() if prepared.soft is not None else None}
         self.fingerprint = prepared.info.fingerprint() if cache is not None else ""

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from ..files import read_json, write_json
 
 ALWAYS = ("status", "command", "started", "config", "template_name", "kind", "scorer", "labels", "hashes", "model",
-          "versions", "counts", "skipped_rows")
+          "versions", "counts", "skipped_rows", "score_cache")
 
 
 def now() -> str:
@@ -35,6 +35,7 @@ class RunRecord:
     versions: dict[str, str]
     counts: dict[str, Any]
     skipped_rows: list[dict[str, Any]] = field(default_factory=list)
+    score_cache: bool | str = True  # the score cache asked for (off, the default file, or a path): --resume keeps it
     store_id: int | None = None
     stopped: str | None = None
     finished: str | None = None

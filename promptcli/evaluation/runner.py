@@ -15,7 +15,8 @@ from rich.progress import Progress
 from ..errors import RunError
 from ..files import read_json, write_json
 from ..models.info import ModelInfo
-from ..models.weights import LoadedModel, load_model, resolve_device
+from ..models.weights import LoadedModel, load_model, resolve_device, resolve_dtype
+from ..progress import library_warnings, warn
 from ..scoring.answers import TIE_RULE
 from ..spec.runconfig import RunConfig, checked, resumed_config
 from ..store.runs import RunStore, open_store
@@ -64,16 +65,18 @@ class ModelPool:
 
 def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[str, Any]] | None = None,
         model: str | None = None, *, out: str | Path | None = None, resume: str | Path | None = None,
-        progress: bool | Progress = True, command: str | None = None, cache: bool | str | Path | None = True,
+        progress: bool | Progress = True, command: str | None = None, cache: bool | str | Path | None = None,
         store: bool | str | Path | None = None, models: ModelPool | None = None, parent: int | None = None,
-        on_batch: Callable[[int, int], None] | None = None, **options: Any) -> RunResult:
+        on_batch: Callable[[int, int], None] | None = None, verbose: bool = False, **options: Any) -> RunResult:
     """Evaluate one template on one data file with one model; write and return the results.
 
     `options` are RunConfig fields (batch_size, scorer, device, dtype, normalize, ...), checked: an
     unknown option or value is a RunError. `resume` continues an interrupted run in that folder
     without recomputing finished rows (options given with it must match the run's, except device,
     batch_size and prefix_cache). `cache` (score cache) and `store` (run store) default to files
-    under the user's cache folder; pass False to turn either off.
+    under the user's cache folder; pass False to turn either off (a resumed run keeps its run's
+    choice of cache unless given one). Other libraries' warnings go to `warnings.log` in the run
+    folder, or to the terminal with `verbose`.
     """
     rows = None if data is None or isinstance(data, (str, Path)) else list(data)
     given = {"template": str(template) if template else None, "data": str(data) if rows is None and data else None,
@@ -82,6 +85,12 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
         out_dir = Path(resume)
         previous = RunRecord.read(out_dir)
         config = resumed_config(previous.config, given, str(out_dir / RUN))
+        cache = previous.score_cache if cache is None else cache
+        if previous.status == "finished":  # complete: say so and change nothing
+            warn(f"{out_dir} holds a finished run; nothing to resume")
+            record, predictions, metrics = read_run(out_dir)
+            return RunResult(out_dir=out_dir, labels=record.labels, predictions=predictions, metrics=metrics,
+                             record=record)
     else:
         if template is None or data is None:
             raise RunError("a template and data are needed (or --resume DIR)")
@@ -89,7 +98,17 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
                                      "data": "<rows>" if rows is not None else str(data)})
         out_dir = Path(out) if out else default_out_dir(Path(config.template))
         previous = None
+    cache = True if cache is None else cache
+    resolve_dtype(config.dtype, resolve_device(config.device))  # an absent GPU is an error before anything is written
 
+    with library_warnings(out_dir / "warnings.log", show=verbose):
+        return _run(config, rows, out_dir, previous, progress, command, cache, store, models, parent, on_batch)
+
+
+def _run(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None, out_dir: Path, previous: RunRecord | None,
+         progress: bool | Progress, command: str | None, cache: bool | str | Path, store: bool | str | Path | None,
+         models: ModelPool | None, parent: int | None, on_batch: Callable[[int, int], None] | None) -> RunResult:
+    """`run` once the options are settled: prepare, open the folder and the stores, evaluate, write."""
     started = time.perf_counter()
     prepared = prepare(config, rows)
     hashes = run_hashes(prepared)
@@ -102,7 +121,8 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
         template_name=prepared.template.name, kind=prepared.template.kind, scorer=prepared.info.kind,
         labels=prepared.verbalizer.labels, hashes=hashes,
         model={"name": prepared.info.name, "path": prepared.info.path, "gguf": prepared.info.source},
-        versions=versions(), counts=_counts(prepared), skipped_rows=[asdict(s) for s in prepared.dataset.skipped])
+        versions=versions(), counts=_counts(prepared), skipped_rows=[asdict(s) for s in prepared.dataset.skipped],
+        score_cache=cache if isinstance(cache, bool) else str(cache))
     record.write(out_dir)
     runs = open_store(store)
     run_id = previous.store_id if previous else None
@@ -119,10 +139,12 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
     try:
         evaluation = evaluate(prepared, lambda: pool.get(prepared.info, config.device, config.dtype),
                               out_dir / PREDICTIONS, done, progress, scores, on_batch)
-    except BaseException:
+    except BaseException as exc:
         record.status, record.stopped = "interrupted", now()
         record.write(out_dir)
         _update_store(runs, run_id, record, {})
+        if isinstance(exc, KeyboardInterrupt) and not hasattr(exc, "resume"):
+            exc.resume = f"promptcli run --resume {out_dir}"  # what the CLI tells the user to type
         raise
     predictions = sorted(evaluation.predictions, key=lambda p: p.index)  # row order, as in the file
     write_predictions(out_dir / PREDICTIONS, predictions)

@@ -123,9 +123,14 @@ def load_info(name: str, *, scorer: str = "auto", trust_remote_code: bool = Fals
                 "model (`promptcli models`), or a hub id while online; offline, set HF_HUB_OFFLINE=1 to skip "
                 "the retries" if not Path(path).is_dir() else "the folder needs config.json and tokenizer files")
         raise ModelError(f"cannot load model '{name}': {first_line(exc)}", hint=hint) from None
-    kind = detect_kind(config) if scorer == "auto" else scorer
+    detected = detect_kind(config)
+    kind = detected if scorer == "auto" else scorer
     if kind not in ("mlm", "causal"):
         raise ModelError(f"unknown scorer '{scorer}' (one of: auto, mlm, causal)")
+    if kind == "causal" and detected == "mlm":
+        raise ModelError(f"'{name}' is a masked LM ({', '.join(config.architectures or [config.model_type])}); "
+                         "run as a causal LM it would read left to right with weights trained for both "
+                         "directions and give meaningless scores", hint="drop --scorer causal")
     if kind == "mlm" and tokenizer.mask_token_id is None:
         raise ModelError(f"'{name}' has no mask token, so it cannot fill a mask", hint="use --scorer causal")
     limit = max_positions(config, tokenizer)

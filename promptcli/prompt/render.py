@@ -1,8 +1,6 @@
-"""The one Jinja environment, and rendering a data row into text (or chat messages).
+"""Rendering a data row into text (or chat messages) through the one Jinja environment (`environment.py`).
 
-Templates are data, not code: Jinja runs sandboxed, and StrictUndefined turns a field
-missing from a row into an error instead of an empty string in the prompt. Each part of a
-template is compiled once.
+Each part of a template is compiled once, when the Renderer is built.
 """
 from __future__ import annotations
 
@@ -10,38 +8,19 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
+from jinja2 import Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import DataError, SpecError
 from ..spec.loading import TemplateFile
-from ..spec.template import DemonstrationsSpec
+from ..spec.template import MASK, SOFT, DemonstrationsSpec
+from .environment import ENV, MAX_OUTPUT, NotPrintable, TemplateLimit, time_limit
 from .layouts import Layout, Part, layout
 
-# The answer slot renders to a private-use character that no tokenizer sees: the text is
-# split there, and each side is tokenised on its own.
-MASK = "\ue000"
-# `{{ soft(n) }}` renders n of these: the places of soft-prompt tokens (see soft.py)
-SOFT = "\ue002"
+# The answer slot renders to a private-use character (MASK) that no tokenizer sees: the text is split there,
+# and each side is tokenised on its own. `{{ soft(n) }}` renders n SOFT characters: the places of soft-prompt
+# tokens (see soft.py). Data rows may not hold either (spec/data.py refuses them).
 RESERVED = frozenset({"mask", "label", "label_word", "demonstrations", "separator", "soft"})
-
-
-def soft(count: int) -> str:
-    """Jinja global: n soft-prompt token places."""
-    if not isinstance(count, int) or not 1 <= count <= 4096:
-        raise ValueError(f"soft() takes a number of tokens from 1 to 4096, got {count!r}")
-    return SOFT * count
-
-
-def make_environment() -> SandboxedEnvironment:
-    """Built once: strict, sandboxed, no autoescape (prompts are not HTML)."""
-    return SandboxedEnvironment(undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                                keep_trailing_newline=True, autoescape=False)
-
-
-ENV = make_environment()
-ENV.globals["soft"] = soft
 
 
 @dataclass(frozen=True)
@@ -138,19 +117,28 @@ class Renderer:
             raise self._error(f"Jinja syntax error on line {exc.lineno} of the text: {exc.message}", part.loc) from None
 
     def _fill(self, name: str, values: Mapping[str, Any], where: str) -> str:
-        template = self._compiled[name]
         try:
-            return template.render(values)
+            with time_limit():
+                text = self._compiled[name].render(values)
         except UndefinedError as exc:
             found = re.search(r"'([^']+)' is undefined", str(exc))
             field = found.group(1) if found else None
             raise DataError(f"the row has no field '{field}'" if field else f"missing value: {exc}",
                             path=where or None, field=field) from None
-        except SecurityError as exc:
-            raise SpecError(f"the template tried something the sandbox forbids: {exc}",
+        except NotPrintable as exc:
+            raise DataError(str(exc), path=where or None) from None
+        except (SecurityError, TemplateLimit, OverflowError) as exc:
+            raise SpecError(f"the template went past what the sandbox allows: {exc}",
                             path=str(self.template.path)) from None
         except (TemplateError, TypeError, ValueError) as exc:
+            if "no loader" in str(exc):  # {% include %}, {% import %}, {% extends %}
+                raise SpecError("templates cannot include, import or extend other files",
+                                path=str(self.template.path)) from None
             raise DataError(f"rendering failed: {exc}", path=where or None) from None
+        if len(text) > MAX_OUTPUT:
+            raise SpecError(f"the template rendered {len(text):,} characters for one row; the limit is "
+                            f"{MAX_OUTPUT:,}", path=str(self.template.path))
+        return text
 
     def demo_text(self, demo: Demo, where: str = "") -> str:
         values = {**demo.fields, "mask": demo.word, "label": demo.label, "label_word": demo.word}

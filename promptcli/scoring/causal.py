@@ -12,6 +12,7 @@ what it is batched with.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Sequence
 
@@ -33,6 +34,7 @@ class CausalLMScorer:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self.options = options
         self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self.cache_argument = cache_argument(self.model)
         self.calls = self.sequences = self.positions = self.prefills = 0
         self.prefix: tuple[int, ...] = ()
         self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -53,10 +55,11 @@ class CausalLMScorer:
         kwargs = {"logits_to_keep": 1} if self.keeps_logits else {}  # the prefix's logits are never read
         out = self.model(input_ids=ids, position_ids=torch.arange(length, device=self.device)[None], use_cache=True,
                          **kwargs)
-        if not splittable(out.past_key_values):
+        cache = returned_cache(out)
+        if not splittable(cache):
             self.prefix = ()
             return 0
-        self.prefix_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        self.prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
         return length
 
     def continuations(self, enc: Encoded) -> list[tuple[int, ...]]:
@@ -77,7 +80,7 @@ class CausalLMScorer:
         last = (lengths - shared - 1)[:, None]  # (B, 1): each row's last own token
         kwargs = {"logits_to_keep": last} if self.keeps_logits else {}
         if shared:  # views of the one prefix cache, expanded to the batch
-            kwargs["past_key_values"] = cache_of(
+            kwargs[self.cache_argument] = cache_of(
                 [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.prefix_kv], self.config)
         self.calls += 1
         self.sequences += batch
@@ -89,7 +92,7 @@ class CausalLMScorer:
             logits = out.logits[:, 0]
         else:
             logits = out.logits[torch.arange(batch), last[:, 0]]
-        return logits.float().log_softmax(-1), (out.past_key_values if use_cache else None), mask, lengths
+        return logits.float().log_softmax(-1), (returned_cache(out) if use_cache else None), mask, lengths
 
     def extend(self, cache, rows: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
                feeds: Sequence[Sequence[int]], contexts: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -103,8 +106,8 @@ class CausalLMScorer:
         self.calls += 1
         self.sequences += ids.shape[0]
         self.positions += int(feed_mask.sum())
-        out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                         past_key_values=sub, use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                         **{self.cache_argument: sub})
         return out.logits
 
     def recompute(self, contexts: Sequence[Sequence[int]], feeds: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -174,6 +177,22 @@ def cache_of(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], config):
         else:
             layer.update(keys, values)
     return cache
+
+
+def cache_argument(model) -> str:
+    """transformers names the KV cache argument `cache` from 5.2x on, `past_key_values` before (which 5.40
+    removes): one place decides, so every forward works on the oldest and the newest supported version."""
+    return _cache_argument(type(model))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def returned_cache(out):
+    """The KV cache a forward returned: `cache` from transformers 5.2x on, `past_key_values` before."""
+    return out["cache"] if "cache" in out else out.past_key_values
 
 
 def splittable(cache) -> bool:

@@ -17,7 +17,7 @@ import torch
 from ..models.weights import LoadedModel
 from ..prompt.encode import Encoded
 from ..spec.template import DecodingSpec
-from .causal import CausalLMScorer
+from .causal import CausalLMScorer, returned_cache
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ class Generator:
             self.scorer.sequences += rows
             self.scorer.positions += int(active.sum())
             out = self.model(input_ids=feed, attention_mask=mask, position_ids=(lengths + step)[:, None],
-                             past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+                             use_cache=True, **{self.scorer.cache_argument: cache})
+            cache = returned_cache(out)
             log_probs = out.logits[:, -1].float().log_softmax(-1)
         cut = [self._cut(t) for t in texts]
         return [cut[i * n:(i + 1) * n] for i in range(len(batch))]

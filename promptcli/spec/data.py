@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import DataError
 from .options import DataFormat as Format
+from .template import RESERVED
 
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}
 
@@ -52,6 +53,10 @@ class LabelSpace:
     label_map: Mapping[str, str]
 
     def resolve(self, raw: Any) -> str:
+        """A label as written in the data: a label name, or a key of label_map; numbers compare as written
+        in YAML, so `1.0` in the data finds `1` in label_map."""
+        if isinstance(raw, float) and raw.is_integer():
+            raw = int(raw)
         key = "true" if raw is True else "false" if raw is False else str(raw)
         if key in self.label_map:
             return self.label_map[key]
@@ -59,6 +64,22 @@ class LabelSpace:
             return key
         hint = "add a label_map to the verbalizer" if not self.label_map else "check the verbalizer's label_map"
         raise ValueError(f"label {raw!r} is not in the verbalizer (labels: {', '.join(self.labels)}; {hint})")
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON keeps the last of two equal keys; a copy-paste slip would silently replace a field."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def detect_format(path: Path, override: str | None = None) -> Format:
@@ -97,14 +118,19 @@ def iter_rows(path: Path, fmt: Format, data: bytes) -> Iterator[tuple[int, Any]]
             if not text.strip():
                 continue
             try:
-                yield number, json.loads(text)
+                yield number, json.loads(text, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as exc:
                 yield number, DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=str(path), line=number)
+            except DuplicateKey as exc:
+                yield number, DataError(f"the key '{exc.key}' appears twice in this row", path=str(path),
+                                        line=number, field=exc.key)
     elif fmt == "json":
         try:
-            rows = json.loads(_decode(data, path, 1))
+            rows = json.loads(_decode(data, path, 1), object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise DataError(f"malformed JSON: {exc.msg}", path=str(path), line=exc.lineno, column=exc.colno) from None
+        except DuplicateKey as exc:
+            raise DataError(f"the key '{exc.key}' appears twice in an object", path=str(path), field=exc.key) from None
         if not isinstance(rows, list):
             raise DataError("a .json data file must hold a list of objects", path=str(path))
         yield from enumerate(rows, start=1)
@@ -125,17 +151,24 @@ def check_row(row: Any, fields: Sequence[str], label_field: str | None, labels: 
     if not isinstance(row, dict):
         raise DataError(f"expected an object with fields, got {type(row).__name__}")
     for name in fields:
-        value = row.get(name)
-        if value is None:
+        if name not in row:
             present = ", ".join(sorted(map(str, row))) or "none"
             raise DataError(f"missing field (fields present: {present})", field=name)
-        if isinstance(value, str) and not value.strip():
-            raise DataError("empty text", field=name)
+        value = row[name]
+        if value is None:
+            raise DataError("the field is null", field=name)
+        if isinstance(value, str):
+            if not value.strip():
+                raise DataError("empty text", field=name)
+            reserved = [f"U+{ord(c):04X}" for c in RESERVED if c in value]
+            if reserved:
+                raise DataError(f"the text holds {', '.join(reserved)}, private-use characters promptcli reserves "
+                                "for the answer slot and soft-prompt places; remove them", field=name)
     gold = None
     if label_field is not None:
         raw = row.get(label_field)
         if raw is None or raw == "":
-            raise DataError("missing label", field=label_field)
+            raise DataError("missing label (other rows of this file have one)", field=label_field)
         if labels is not None:
             try:
                 gold = labels.resolve(raw)
@@ -148,8 +181,9 @@ def check_row(row: Any, fields: Sequence[str], label_field: str | None, labels: 
 
 def load_dataset(source: str | Path | Sequence[Mapping[str, Any]], fields: Sequence[str], label_field: str,
                  labels: LabelSpace | None, *, skip_invalid: bool = False, limit: int | None = None,
-                 data_format: str | None = None) -> Dataset:
-    """Read and check every row. Labels are expected when the first row carries `label_field`."""
+                 data_format: str | None = None, require_labels: bool = False) -> Dataset:
+    """Read and check every row. The data is labelled when any row carries `label_field` (then every row
+    must), or when `require_labels` (the label field was named by the user: a field no row has is an error)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         fmt = detect_format(path, data_format)
@@ -160,17 +194,21 @@ def load_dataset(source: str | Path | Sequence[Mapping[str, Any]], fields: Seque
         rows = enumerate(source, start=1)
         name = "<rows>"
         digest = hashlib.sha256(json.dumps(list(source), sort_keys=True, default=str).encode()).hexdigest()
+    rows = list(rows)
+    labeled = any(isinstance(row, dict) and row.get(label_field) not in (None, "") for _, row in rows)
+    if require_labels and not labeled:
+        first = next((row for _, row in rows if isinstance(row, dict)), {})
+        raise DataError(f"no row has the label field '{label_field}' (fields of the first row: "
+                        f"{', '.join(map(str, first)) or 'none'})", path=name, field=label_field,
+                        hint="check --label-field, or the template's label_field")
     examples: list[Example] = []
     skipped: list[Skipped] = []
-    labeled: bool | None = None
     for index, (line, row) in enumerate(rows):
         if limit is not None and len(examples) >= limit:
             break
         try:
             if isinstance(row, DataError):
                 raise row
-            if labeled is None and isinstance(row, dict):
-                labeled = row.get(label_field) is not None
             values, gold = check_row(row, fields, label_field if labeled else None, labels)
         except DataError as exc:
             exc.path, exc.line = name, (exc.line or line)
@@ -183,5 +221,5 @@ def load_dataset(source: str | Path | Sequence[Mapping[str, Any]], fields: Seque
         examples.append(Example(index=index, line=line, fields=values, gold=gold))
     if not examples:
         raise DataError("no usable rows" + (f" ({len(skipped)} skipped as invalid)" if skipped else ""), path=name)
-    return Dataset(source=name, examples=examples, labeled=bool(labeled), sha256=digest, skipped=skipped)
+    return Dataset(source=name, examples=examples, labeled=labeled, sha256=digest, skipped=skipped)
 

@@ -112,8 +112,11 @@ def load_template(path: str | Path, verbalizer: str | Path | None = None) -> Tem
         vfile = load_verbalizer(verbalizer)
     elif isinstance(spec.verbalizer, str):
         vpath = (doc.path.parent / spec.verbalizer)
+        line, column = doc.locate(("verbalizer",))
+        if vpath.suffix.lower() not in (".yaml", ".yml"):  # never read /etc/passwd or /proc/... to find out
+            raise SpecError(f"a verbalizer is a .yaml file, not '{spec.verbalizer}'", path=str(doc.path), line=line,
+                            column=column, field="verbalizer")
         if not vpath.is_file():
-            line, column = doc.locate(("verbalizer",))
             raise SpecError(f"verbalizer file not found: {vpath}", path=str(doc.path), line=line,
                             column=column, field="verbalizer",
                             hint="the path is relative to the template file")

@@ -6,8 +6,11 @@ are checked against them, and pydantic rejects anything else with the list of al
 """
 from __future__ import annotations
 
+import re
 from enum import Enum
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
+
+from pydantic import AfterValidator
 
 Scorer = Literal["auto", "mlm", "causal"]
 Normalize = Literal["none", "tokens", "chars", "pmi"]
@@ -23,6 +26,17 @@ Init = Literal["random", "vocab", "text", "labels"]
 Optimizer = Literal["adamw", "adafactor", "sgd"]
 Schedule = Literal["linear", "cosine", "constant"]
 Precision = Literal["fp32", "bf16", "fp16"]
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _device(value: str) -> str:
+    if not DEVICE.fullmatch(value):
+        raise ValueError("is not one of: auto, cpu, cuda, cuda:N, mps")
+    return value
+
+
+Device = Annotated[str, AfterValidator(_device)]  # whether it is present is checked before a run writes anything
 
 DEFAULT_BATCH_SIZE = 32  # examples per forward pass when scoring (run, sweep, tune's dev evaluation)
 

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import RunError
-from .options import (DEFAULT_BATCH_SIZE, Aggregate, Calibrate, DataFormat, Dtype, MultiToken, Normalize, Scorer,
-                      Strategy)
+from .options import (DEFAULT_BATCH_SIZE, Aggregate, Calibrate, DataFormat, Device, Dtype, MultiToken, Normalize,
+                      Scorer, Strategy)
 from .template import AnyTemplate
 from .verbalizer import Strict, VerbalizerSpec
 
@@ -25,7 +25,7 @@ class RunConfig(Strict):
     model: str | None = None
     verbalizer: str | None = None
     scorer: Scorer = "auto"
-    device: str = "auto"
+    device: Device = "auto"
     dtype: Dtype = "auto"
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     max_length: int | None = Field(None, ge=1)
@@ -71,7 +71,9 @@ def checked(model: type[BaseModel], values: Mapping[str, Any], what: str = "opti
                 allowed = err["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
                 problems.append(f"{what} {name}={err['input']!r} is not one of: {allowed}")
             else:
-                problems.append(f"{what} {name}={err.get('input')!r}: {err['msg']}")
+                message = err["msg"].removeprefix("Value error, ")
+                problems.append(f"{what} {name}={err.get('input')!r}{' ' if message.startswith('is ') else ': '}"
+                                f"{message}")
         raise RunError("; ".join(problems)) from None
 
 

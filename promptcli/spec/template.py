@@ -13,6 +13,11 @@ from pydantic import Field, TypeAdapter, field_validator, model_validator
 from .options import Calibrate, Normalize, Select, Strategy
 from .verbalizer import Strict, VerbalizerRef
 
+# Private-use characters the renderer writes for the answer slot, a data field (in PMI's premise) and soft-prompt
+# places; data holding them would be read as template structure, so rows may not contain them.
+MASK, FIELD, SOFT = "\ue000", "\ue001", "\ue002"
+RESERVED = (MASK, FIELD, SOFT)
+
 TEMPLATE_KINDS = ("manual", "co-star", "xml", "cot", "self-consistency")
 GENERATION_KINDS = ("cot", "self-consistency")
 

@@ -62,19 +62,36 @@ def _child(node: yaml.Node, key: str | int) -> yaml.Node | None:
     return None
 
 
-def _check_duplicate_keys(node: yaml.Node, path: Path) -> None:
-    """PyYAML silently keeps the last of two equal keys; a typo'd copy would vanish."""
+MAX_VALUES = 100_000  # values a spec file may expand to, aliases followed
+
+
+def _check_duplicate_keys(node: yaml.Node, path: Path, seen_nodes: set[int] | None = None) -> None:
+    """PyYAML silently keeps the last of two equal keys; a typo'd copy would vanish. Each node is checked once,
+    however many aliases point at it."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        keys: set[str] = set()
         for k, v in node.value:
-            if str(k.value) in seen:
+            if str(k.value) in keys:
                 raise SpecError(f"duplicate key '{k.value}'", path=str(path),
                                 line=k.start_mark.line + 1, column=k.start_mark.column + 1)
-            seen.add(str(k.value))
-            _check_duplicate_keys(v, path)
+            keys.add(str(k.value))
+            _check_duplicate_keys(v, path, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for v in node.value:
-            _check_duplicate_keys(v, path)
+            _check_duplicate_keys(v, path, seen_nodes)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values the document holds once its aliases are expanded (counted without expanding them)."""
+    if id(node) not in sizes:
+        children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
 
 
 def load_yaml(path: str | Path) -> YamlDoc:
@@ -98,5 +115,9 @@ def load_yaml(path: str | Path) -> YamlDoc:
         raise SpecError(f"malformed YAML: {exc}", path=str(path)) from None
     if not isinstance(data, dict) or root is None:
         raise SpecError("expected a YAML mapping (key: value pairs) at the top level", path=str(path), line=1)
+    size = _expanded_size(root, {})
+    if size > MAX_VALUES:
+        raise SpecError(f"the file expands to {size:,} values through its aliases (&anchors and *references); "
+                        f"spec files may hold at most {MAX_VALUES:,}", path=str(path))
     _check_duplicate_keys(root, path)
     return YamlDoc(path=path, data=data, root=root)

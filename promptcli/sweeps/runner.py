@@ -123,6 +123,9 @@ def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool 
                         entry.status = "finished"
                     except PromptcliError as exc:
                         entry.reason = exc.message
+                    except KeyboardInterrupt as exc:
+                        exc.resume = f"the same sweep with --out {out}"
+                        raise
                 if entry.reason is not None:
                     entry.status = "skipped"
                 state.variants[variant.slug()] = entry

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ..spec.options import Calibrate, Init, Normalize, Optimizer, Precision, Schedule
+from ..spec.options import Calibrate, Device, Init, Normalize, Optimizer, Precision, Schedule
 from ..spec.verbalizer import Strict
 
 
@@ -34,7 +34,7 @@ class TuneConfig(Strict):
     seed: int = 42
     precision: Precision = "fp32"
     gradient_checkpointing: bool = False
-    device: str = "auto"
+    device: Device = "auto"
     max_length: int | None = Field(None, ge=1)
     label_field: str | None = None
     limit: int | None = Field(None, ge=1)

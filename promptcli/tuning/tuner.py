@@ -74,8 +74,12 @@ def tune(template: str | Path, train: str | Path, model: str | None = None, *, o
         loaded.model.train()
     frozen_before = parameters_sha256(loaded.model)
     display = new_progress() if progress and dist.main else None
-    with prompt.attached(loaded.model), (display or nullcontext()):
-        state, best = trainer.fit(out_dir, resume, display)
+    try:
+        with prompt.attached(loaded.model), (display or nullcontext()):
+            state, best = trainer.fit(out_dir, resume, display)
+    except KeyboardInterrupt as exc:
+        exc.resume = f"the same promptcli tune command with --resume --out {out_dir}"
+        raise
     loaded.model.eval()
     if parameters_sha256(loaded.model) != frozen_before:
         raise RuntimeError("a model parameter changed during tuning; this is a bug in promptcli")
