@@ -123,6 +123,7 @@ def test_score_cache_hits_skip_the_model_and_change_nothing(tiny, tmp_path):
     changed = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "e", progress=False,
                             verbalizer=str(REPO / "verbalizers/sst2-words.yaml"))
     assert changed.record.cache["hits"] == 0  # other label words: other keys
+    assert second.summary()["cached"] == 1.0 and first.summary()["cached"] == 0.0  # `--format json` says so
     off = promptcli.run(MANUAL, DATA, tiny["roberta"], out=tmp_path / "d", progress=False, cache=False)
     assert off.record.cache is None and off.record.work["model_calls"] > 0
 

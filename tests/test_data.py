@@ -132,3 +132,29 @@ def test_rows_that_would_be_misread_are_errors(tmp_path, content, message, field
 def test_integral_float_labels_find_integer_keys(tmp_path):
     path = write(tmp_path / "d.jsonl", '{"text": "a", "label": 1.0}\n{"text": "b", "label": 0.0}\n')
     assert [e.gold for e in load_dataset(path, ["text"], "label", LABELS).examples] == ["positive", "negative"]
+
+
+def test_a_subsample_is_seeded_stratified_and_in_file_order(tmp_path):
+    rows = [{"text": f"row {i}", "label": int(i % 4 == 0)} for i in range(100)]  # 25 positive, 75 negative
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    data = load_dataset(path, ["text"], "label", LABELS, subsample=20, seed=3)
+    indices = [e.index for e in data.examples]
+    assert len(indices) == 20 and indices == sorted(indices)
+    assert sum(e.gold == "positive" for e in data.examples) == 5  # the label's 25% share
+    assert indices == [e.index for e in load_dataset(path, ["text"], "label", LABELS, subsample=20, seed=3).examples]
+    assert indices != [e.index for e in load_dataset(path, ["text"], "label", LABELS, subsample=20, seed=4).examples]
+    window = load_dataset(path, ["text"], "label", LABELS, rows=range(10, 20))
+    assert [e.index for e in window.examples] == list(range(10, 20))  # indices stay the file's row numbers
+
+
+def test_row_ranges_are_checked(tiny, tmp_path):
+    import promptcli
+    from conftest import REPO
+    from promptcli.errors import RunError
+
+    with pytest.raises(RunError, match="rows='20:10' is an empty row range"):
+        promptcli.run(REPO / "tests/templates/causal.yaml", REPO / "examples/sst2.jsonl", tiny["gpt2"],
+                      out=tmp_path / "o", progress=False, rows="20:10")
+    result = promptcli.run(REPO / "tests/templates/causal.yaml", REPO / "examples/sst2.jsonl", tiny["gpt2"],
+                           out=tmp_path / "p", progress=False, rows="5:9", cache=False)
+    assert [p.index for p in result.predictions] == [5, 6, 7, 8] and result.record.config["rows"] == "5:9"

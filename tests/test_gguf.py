@@ -117,7 +117,7 @@ def test_quantized_gguf_records_its_type_and_its_own_fingerprint(tmp_path):
     ("arch", "a GGUF of architecture 'rwkv6', which transformers cannot load"),
     ("not gguf", "is not a readable GGUF file: it does not start with the GGUF magic bytes"),
     ("two files", "holds 2 .gguf files"),
-    ("missing", "does not exist"),
+    ("missing", "no model folder or file"),
 ])
 def test_bad_gguf_files_are_clear_errors(tmp_path, bad, message):
     folder = tmp_path / "m"

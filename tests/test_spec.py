@@ -141,3 +141,17 @@ def test_alias_bombs_are_refused_quickly(tmp_path):
     with pytest.raises(SpecError, match="expands to [0-9,]{13} values"):  # over a billion
         load_template(path)
     assert time.perf_counter() - start < 2
+
+
+def test_a_label_word_of_invisible_characters_is_empty(tmp_path):
+    path = write(tmp_path / "v.yaml", 'labels:\n  negative: ["\\u200b"]\n  positive: [good]\n')
+    with pytest.raises(SpecError, match="label 'negative' needs at least one non-empty label word"):
+        load_verbalizer(path)
+
+
+def test_a_verbalizer_path_must_name_a_yaml_file(tmp_path):
+    """A template could make promptcli read any file (`verbalizer: /proc/self/environ`) to find it is not YAML."""
+    path = write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} {{ mask }}'\nverbalizer: /proc/self/environ\n")
+    with pytest.raises(SpecError, match="a verbalizer is a .yaml file") as info:
+        load_template(path)
+    assert info.value.field == "verbalizer" and info.value.line == 3

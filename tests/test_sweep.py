@@ -195,3 +195,29 @@ def test_templates_sharing_a_file_name_stay_separate_rows(tiny, tmp_path):
     rows = json.loads(result.stdout)["leaderboard"]
     assert sorted(r["variant"] for r in rows) == ["a/causal", "b/causal"]
     assert all(r["seeds"] == 1 for r in rows)
+
+
+def test_a_sweep_that_runs_nothing_fails_and_strict_fails_a_partial_one(tiny, tmp_path):
+    """A sweep whose variants were all skipped once exited 0 with an empty leaderboard."""
+    cot = write(tmp_path / "cot.yaml", f"kind: cot\ntext: '{{{{ text }}}}'\nanswer_pattern: '(\\\\w+)'\n"
+                f"verbalizer: {REPO / 'verbalizers/sst2.yaml'}\n")
+    nothing = CliRunner().invoke(app, ["sweep", str(cot), "--data", DATA, "--model", tiny["bert"], "--out",
+                                       str(tmp_path / "a"), "--quiet"])
+    assert nothing.exit_code == 5 and "no variant could run" in nothing.stderr and "needs a causal model" in nothing.stderr
+    partial = CliRunner().invoke(app, ["sweep", str(cot), str(REPO / "templates/sst2/manual.yaml"), "--data", DATA,
+                                       "--model", tiny["bert"], "--out", str(tmp_path / "b"), "--quiet", "--strict"])
+    assert partial.exit_code == 5 and "1 of 2 variants were skipped (--strict)" in partial.stderr
+    assert (tmp_path / "b/report.md").exists()  # the report is still written
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--shots", "-1"], "shots"),
+    (["--show", "nonexistent"], "show: no variant is named 'nonexistent'"),
+    (["--model", "no/such-folder"], "cannot load model"),
+])
+def test_a_sweep_that_cannot_work_stops_before_writing_anything(tiny, tmp_path, args, message):
+    model = [] if "--model" in args else ["--model", tiny["bert"]]
+    result = CliRunner().invoke(app, ["sweep", str(REPO / "templates/sst2/manual.yaml"), "--data", DATA, *model,
+                                      "--out", str(tmp_path / "o"), "--quiet", *args])
+    assert result.exit_code != 0 and message in result.stderr and "internal error" not in result.stderr
+    assert not (tmp_path / "o").exists()

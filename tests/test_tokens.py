@@ -82,7 +82,7 @@ def test_labels_with_identical_tokens_are_a_load_time_error(tmp_path):
 
 def test_word_that_tokenises_to_nothing_is_a_load_time_error(tmp_path):
     info = load_info(str(shared_path("models", "bert-base-uncased")))
-    write(tmp_path / "v.yaml", "labels:\n  positive: [great]\n  negative: [\"\\u200b\"]\n")
+    write(tmp_path / "v.yaml", "labels:\n  positive: [great]\n  negative: [\"\\u0301\"]\n")  # an accent alone
     verbalizer = Verbalizer(load_template(write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} {{ mask }}'\n"
                                                 "verbalizer: v.yaml\n")).verbalizer)
     with pytest.raises(SpecError, match="tokenises to nothing") as err:

@@ -303,3 +303,14 @@ def test_a_fewshot_template_tunes_with_demonstrations_from_the_training_rows(tin
     run = promptcli.run(template, train, tiny["gpt2"], train=str(train), soft_prompt=str(result.out_dir),
                         out=tmp_path / "r", progress=False)
     assert run.record.counts["demonstrations"]["per_example"] == 2
+
+
+def test_max_steps_and_about_ten_dev_evaluations_by_default(task, tmp_path):
+    """Dev accuracy was computed every epoch (25 full dev passes in a short run), and runs had no step budget."""
+    default = tuned(task, tmp_path, "a", epochs=5)  # 64 rows / 16 = 4 steps an epoch, 20 steps
+    assert [c["step"] for c in default.curve] == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    per_epoch = tuned(task, tmp_path, "b", epochs=5, eval_every=0)
+    assert [c["step"] for c in per_epoch.curve] == [0, 4, 8, 12, 16, 20]
+    short = tuned(task, tmp_path, "c", epochs=5, max_steps=7, eval_every=3)
+    assert short.manifest.training["steps"] == 7
+    assert [c["step"] for c in short.curve] == [0, 3, 6, 7]  # the last step is always evaluated

@@ -106,7 +106,7 @@ VerbalizerOpt = Annotated[Optional[Path], typer.Option(help="Verbalizer YAML ove
 ScorerOpt = Annotated[Optional[Scorer], typer.Option(help="Force the scorer \\[default: auto, from the model config].")]
 LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Data field holding the gold label \\[default: the template's, or 'label'].")]
 DataFormatOpt = Annotated[Optional[DataFormat], typer.Option(help="The data file's format \\[default: from the extension].")]
-MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Cap on input tokens \\[default: the model's maximum].")]
+MaxLengthOpt = Annotated[Optional[int], typer.Option(min=1, help="Cap on input tokens \\[default: the model's maximum].")]
 TrustOpt = Annotated[Optional[bool], typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).")]
 TrainOpt = Annotated[Optional[Path], typer.Option(help="Labelled rows to draw demonstrations from.")]
 ShotsOpt = Annotated[Optional[int], typer.Option(min=0, help="Number of demonstrations \\[default: the template's; 0: zero-shot].")]

@@ -33,6 +33,8 @@ def run(
     data_format: Annotated[Optional[DataFormat], typer.Option(help="The data file's format \\[default: from the extension].", rich_help_panel=DATA)] = None,
     skip_invalid: Annotated[Optional[bool], typer.Option("--skip-invalid", help="Skip and count invalid rows instead of stopping.", rich_help_panel=DATA)] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows.", rich_help_panel=DATA)] = None,
+    subsample: Annotated[Optional[int], typer.Option(min=1, help="A seeded sample of N rows (--seed), stratified by label, in file order.", rich_help_panel=DATA)] = None,
+    rows: Annotated[Optional[str], typer.Option(help="A range of rows, e.g. 200:300 (0-based, end excluded).", rich_help_panel=DATA)] = None,
     model: ModelOpt = None,
     verbalizer: VerbalizerOpt = None,
     scorer: ScorerOpt = None,
@@ -71,7 +73,7 @@ def run(
         raise typer.BadParameter("give a TEMPLATE and --data (or --resume DIR)")
     options = given(verbalizer=verbalizer, scorer=scorer, device=device, dtype=dtype, batch_size=batch_size,
                     max_length=max_length, normalize=normalize, calibrate=calibrate, label_field=label_field,
-                    data_format=data_format, skip_invalid=skip_invalid, limit=limit,
+                    data_format=data_format, skip_invalid=skip_invalid, limit=limit, subsample=subsample, rows=rows,
                     trust_remote_code=trust_remote_code, train=train, shots=shots, seed=seed, samples=samples,
                     prefix_cache=prefix_cache, strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
                     max_new_tokens=max_new_tokens, soft_prompt=soft_prompt, force=force)
@@ -164,17 +166,24 @@ def validate(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Also check tokenisation with this model's tokenizer.")] = None,
     scorer: ScorerOpt = None,
     trust_remote_code: TrustOpt = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, or json (one object per file).")] = OutputFormat.table,
 ) -> None:
-    """Check template and verbalizer files; with --model, also their tokenisation."""
+    """Check template and verbalizer files; with --model, also their tokenisation (a file that does not apply
+    to the model, such as a chat template for a tokenizer without one, is n/a, not an error)."""
     from ..evaluation.validate import validate_paths
 
     findings = validate_paths(paths, model=model, **given(scorer=scorer, trust_remote_code=trust_remote_code))
-    table = Table(title="validate" + (f" · {model}" if model else ""), title_justify="left")
-    for column in ("file", "kind", "result"):
-        table.add_column(column)
-    for f in findings:
-        table.add_row(escape(f.path), f.kind, ("[green]ok[/] " if f.ok else "[red]error[/] ") + escape(f.message))
-    OUT.print(table)
+    if format is OutputFormat.json:
+        print(json.dumps([{"path": f.path, "kind": f.kind, "status": f.status, "message": f.message}
+                          for f in findings]))
+    else:
+        table = Table(title="validate" + (f" · {model}" if model else ""), title_justify="left")
+        for column in ("file", "kind", "result"):
+            table.add_column(column)
+        shown = {"ok": "[green]ok[/] ", "error": "[red]error[/] ", "n/a": "[dim]n/a[/] "}
+        for f in findings:
+            table.add_row(escape(f.path), f.kind, shown[f.status] + escape(f.message))
+        OUT.print(table)
     bad = sum(not f.ok for f in findings)
     if bad:
         ERR.print(f"[red]{bad} of {len(findings)} files have errors")

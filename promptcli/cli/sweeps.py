@@ -16,9 +16,12 @@ from ..spec.options import choices
 from .common import OUT, CacheOpt, Dtype, OutputFormat, StoreOpt, TrainOpt, app, given, reports_errors
 
 Metric = choices(option_values.Metric, "Metric")
+RunKind = choices(option_values.RunKind, "RunKind")
+
 
 def run_and_print_sweep(spec: SweepSpec, out: Path | None, cache: bool, store: Path | None, format: OutputFormat,
-                        quiet: bool) -> None:
+                        quiet: bool, strict: bool = False) -> None:
+    from ..errors import RunError
     from ..report.terminal import leaderboard_table
     from ..sweeps.runner import default_sweep_dir, run_sweep
 
@@ -28,11 +31,14 @@ def run_and_print_sweep(spec: SweepSpec, out: Path | None, cache: bool, store: P
     if format is OutputFormat.json:
         print(json.dumps({"out": str(folder), "leaderboard": [r.to_dict() for r in state.leaderboard],
                           "skipped": dict(state.skipped)}))
-        return
-    OUT.print(leaderboard_table(state.leaderboard, spec.metric))
-    for name, reason in state.skipped:
-        OUT.print(f"[yellow]skipped[/] {escape(name)}: {escape(reason)}", highlight=False)
-    OUT.print(f"files: {folder}/leaderboard.csv, leaderboard.json, report.md, report.html")
+    else:
+        OUT.print(leaderboard_table(state.leaderboard, spec.metric))
+        for name, reason in state.skipped:
+            OUT.print(f"[yellow]skipped[/] {escape(name)}: {escape(reason)}", highlight=False)
+        OUT.print(f"files: {folder}/leaderboard.csv, leaderboard.json, report.md, report.html")
+    if strict and state.skipped:
+        raise RunError(f"{len(state.skipped)} of {len(state.variants)} variants were skipped (--strict)",
+                       path=str(folder))
 
 
 def _values(option: str, text: str | None, kind: type = str) -> list | None:
@@ -69,12 +75,18 @@ def sweep(
     out: Annotated[Optional[Path], typer.Option(help="Output folder; the same folder again resumes the sweep.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows.")] = None,
+    subsample: Annotated[Optional[int], typer.Option(min=1, help="A seeded sample of N rows (seed 0), stratified by label.")] = None,
+    rows: Annotated[Optional[str], typer.Option(help="A range of rows, e.g. 200:300.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    label_field: Annotated[Optional[str], typer.Option(help="Data field holding the gold label \\[default: each template's, or 'label'].")] = None,
+    skip_invalid: Annotated[Optional[bool], typer.Option("--skip-invalid", help="Skip and count invalid rows instead of stopping.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(min=1, help="Cap on input tokens \\[default: each model's maximum].")] = None,
     dtype: Annotated[Optional[Dtype], typer.Option(help="Weights' precision \\[default: auto].")] = None,
     cache: CacheOpt = True,
     store: StoreOpt = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, or json on stdout.")] = OutputFormat.table,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit with an error when any variant was skipped (the report is still written).")] = False,
 ) -> None:
     """Run every combination of templates × verbalizers × models × shots × seeds × scoring options and rank them."""
     from ..spec.runconfig import checked
@@ -91,10 +103,12 @@ def sweep(
                     shots=_values("--shots", shots, int), seeds=_values("--seeds", seeds, int),
                     normalize=_values("--normalize", normalize), calibrate=_values("--calibrate", calibrate),
                     ensemble=ensemble, weighted=weighted, metric=metric, show=show)
-    options = given(batch_size=batch_size, limit=limit, device=device, dtype=dtype)
+    options = given(batch_size=batch_size, limit=limit, subsample=subsample, rows=rows, device=device, dtype=dtype,
+                    label_field=label_field,
+                    skip_invalid=skip_invalid, max_length=max_length)
     merged = {**spec.model_dump(), **updates, "options": {**spec.options.model_dump(), **options}}
     spec = checked(SweepSpec, merged, what="sweep option")
-    run_and_print_sweep(spec, out, cache, store, format, quiet)
+    run_and_print_sweep(spec, out, cache, store, format, quiet, strict)
 
 
 def _is_sweep_file(path: Path) -> bool:
@@ -111,7 +125,7 @@ app.add_typer(runs_app, name="runs")
 @reports_errors
 def runs_list(
     limit: Annotated[int, typer.Option(min=1, help="How many (newest first).")] = 30,
-    kind: Annotated[Optional[str], typer.Option(help="run or sweep.")] = None,
+    kind: Annotated[Optional[RunKind], typer.Option(help="Only runs, or only sweeps.")] = None,
     store: StoreOpt = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, or json on stdout.")] = OutputFormat.table,
 ) -> None:
@@ -119,9 +133,9 @@ def runs_list(
     from ..report.terminal import runs_table
     from ..store.runs import open_store
 
-    stored = open_store(store or True).list(limit=limit, kind=kind)
+    stored = open_store(store or True).list(limit=limit, kind=kind.value if kind else None)
     if format is OutputFormat.json:
-        print(json.dumps([{"id": r.id, "kind": r.kind, "parent": r.parent, "name": r.name, "status": r.status,
+        print(json.dumps([{"id": r.id, "kind": r.kind, "parent": r.parent, "name": r.name, "status": r.shown_status,
                            "created": r.created, "out_dir": r.out_dir, "metrics": r.metrics} for r in stored]))
     else:
         OUT.print(runs_table(stored))

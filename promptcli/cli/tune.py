@@ -40,7 +40,8 @@ def tune(
     max_grad_norm: Annotated[Optional[float], typer.Option(min=0.0, help="Gradient clipping \\[default: 1].", rich_help_panel=TRAINING)] = None,
     accumulation: Annotated[Optional[int], typer.Option(min=1, help="Batches per optimizer step \\[default: 1].", rich_help_panel=TRAINING)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Training rows per batch \\[default: 8].", rich_help_panel=TRAINING)] = None,
-    eval_every: Annotated[Optional[int], typer.Option(min=0, help="Evaluate on --dev every K steps \\[default: each epoch].", rich_help_panel=TRAINING)] = None,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many optimizer steps \\[default: all the epochs].", rich_help_panel=TRAINING)] = None,
+    eval_every: Annotated[Optional[int], typer.Option(min=0, help="Evaluate on --dev every K steps; 0: each epoch \\[default: about ten evaluations in all, and after the last step].", rich_help_panel=TRAINING)] = None,
     patience: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many evaluations without improvement.", rich_help_panel=TRAINING)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the initial prompt and the data order \\[default: 42].", rich_help_panel=TRAINING)] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Autocast precision \\[default: fp32].", rich_help_panel=TRAINING)] = None,
@@ -64,7 +65,7 @@ def tune(
     result = tune_api(template, train, model, out=out, dev=dev, resume=resume, progress=not quiet, **given(
         verbalizer=verbalizer, virtual_tokens=virtual_tokens, init=init, init_text=init_text, epochs=epochs, lr=lr,
         optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, warmup=warmup, max_grad_norm=max_grad_norm,
-        accumulation=accumulation, batch_size=batch_size, eval_every=eval_every, patience=patience, seed=seed,
+        accumulation=accumulation, batch_size=batch_size, max_steps=max_steps, eval_every=eval_every, patience=patience, seed=seed,
         precision=precision, gradient_checkpointing=gradient_checkpointing, normalize=normalize, calibrate=calibrate,
         shots=shots, device=device, max_length=max_length, label_field=label_field, limit=limit))
     training = result.manifest.training

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import DataError, RunError
 from ..models.embedded import default_model
 from ..models.info import ModelInfo, load_info
+from ..progress import warn
 from ..prompt.demos import DemoSelector
 from ..prompt.encode import Encoded, Encoder, make_encoder
 from ..prompt.render import Renderer
@@ -20,6 +21,7 @@ from ..prompt.verbalizer import Verbalizer
 from ..spec.data import Dataset, LabelSpace, Skipped, load_dataset
 from ..spec.loading import TemplateFile, load_template
 from ..spec.runconfig import RunConfig, ScoringConfig, resolve_scoring
+from ..spec.selection import row_range
 from ..spec.template import DemonstrationsSpec
 
 
@@ -77,7 +79,8 @@ def load_inputs(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = No
     labels = LabelSpace(verbalizer.labels, template.verbalizer.spec.label_map)
     dataset = load_dataset(rows if rows is not None else config.data, renderer.fields, label_field(template, config),
                            labels, skip_invalid=config.skip_invalid, limit=config.limit,
-                           data_format=config.data_format, require_labels=label_field_named(template, config))
+                           data_format=config.data_format, require_labels=label_field_named(template, config),
+                           rows=row_range(config.rows), subsample=config.subsample, seed=config.seed or 0)
     selector = demo_selector(template, renderer, config, labels)
     return Inputs(config, template, renderer, verbalizer, dataset, selector)
 
@@ -110,12 +113,26 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None, 
                 raise
             dataset.skipped.append(Skipped(line=example.line, reason=exc.message))
     dataset.examples = kept
+    if encoded:
+        note = length_note(encoded[0], info.kind, scoring.normalize)
+        if note:
+            warn(f"{inputs.template.path}: {note}")
     if soft is not None and encoded:
         placed = sum(1 for i in encoded[0].context if i >= encoder.virtual.base)
         if placed != soft.tokens:
             raise RunError(f"the soft prompt has {soft.tokens} tokens but the template places {placed}",
                            path=str(inputs.template.path))
     return Prepared(**{f.name: getattr(inputs, f.name) for f in fields(Inputs)}, info=info, encoder=encoder, encoded=encoded, scoring=scoring, soft=soft)
+
+
+def length_note(encoded: Encoded, kind: str, normalize: str) -> str | None:
+    """Causal scores are sums of token log-probs: with words of different lengths and no normalisation,
+    a longer word scores lower only for being longer."""
+    lengths = sorted({len(i) for i in encoded.words.ids})
+    if kind != "causal" or normalize != "none" or len(lengths) < 2:
+        return None
+    return (f"label words of {lengths[0]}–{lengths[-1]} tokens under normalize: none, so longer words score lower; "
+            "consider normalize: tokens or chars")
 
 
 def check_model_fits(template: TemplateFile, info: ModelInfo, scoring: ScoringConfig) -> None:

@@ -5,6 +5,8 @@ a finished run) are left out while they are None, as they were before the record
 """
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any, Mapping
 from ..files import read_json, write_json
 
 ALWAYS = ("status", "command", "started", "config", "template_name", "kind", "scorer", "labels", "hashes", "model",
-          "versions", "counts", "skipped_rows", "score_cache")
+          "versions", "counts", "skipped_rows", "score_cache", "process")
 
 
 def now() -> str:
@@ -36,6 +38,7 @@ class RunRecord:
     counts: dict[str, Any]
     skipped_rows: list[dict[str, Any]] = field(default_factory=list)
     score_cache: bool | str = True  # the score cache asked for (off, the default file, or a path): --resume keeps it
+    process: dict[str, Any] = field(default_factory=lambda: {"pid": os.getpid(), "host": socket.gethostname()})
     store_id: int | None = None
     stopped: str | None = None
     finished: str | None = None

@@ -43,8 +43,11 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         """The metrics plus speed and counts: what `--format json` prints."""
-        return {**self.metrics, "examples_per_s": self.record.examples_per_s, "out": str(self.out_dir),
-                "counts": self.record.counts}
+        cache = self.record.cache or {}
+        served = cache.get("hits", 0) / max(cache.get("hits", 0) + cache.get("misses", 0), 1)
+        return {**self.metrics, "examples_per_s": self.record.examples_per_s,
+                "cached": round(served, 4),  # share of scores read from the score cache: then ex/s is the cache's
+                "out": str(self.out_dir), "counts": self.record.counts}
 
 
 class ModelPool:

@@ -12,7 +12,7 @@ from ..prompt.tokens import Segmenter
 from ..prompt.verbalizer import Verbalizer
 from ..spec.loading import load_template, load_verbalizer, spec_kind_of
 from ..spec.runconfig import resolve_scoring
-from .inputs import check_model_fits
+from .inputs import check_model_fits, length_note
 
 PROBE_VALUE = "an example input"
 
@@ -21,8 +21,12 @@ PROBE_VALUE = "an example input"
 class Finding:
     path: str
     kind: str  # template | verbalizer | ?
-    ok: bool
+    status: str  # ok | error | n/a (the file is fine but does not apply to this model: a chat template, …)
     message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "error"
 
 
 def spec_files(paths: list[str]) -> list[Path]:
@@ -44,7 +48,7 @@ def check_file(path: Path, info: ModelInfo | None) -> Finding:
             verb = Verbalizer(load_verbalizer(path))
             if info is not None:  # a verbalizer alone: check the usual context, a word after a space
                 verb.table(Segmenter(info.tokenizer), "x", " ")
-            return Finding(str(path), kind, True, verb.describe())
+            return Finding(str(path), kind, "ok", verb.describe())
         template = load_template(path)
         renderer = Renderer(template)
         verb = Verbalizer(template.verbalizer)
@@ -52,15 +56,21 @@ def check_file(path: Path, info: ModelInfo | None) -> Finding:
         renderer.render(probe, where=str(path))
         message = f"{template.kind}; fields: {', '.join(renderer.fields) or 'none'}; labels: {verb.describe()}"
         if info is not None:
-            check_model_fits(template, info, resolve_scoring(template.spec, template.verbalizer.spec))
-            encoder = make_encoder(renderer, verb, info)
+            scoring = resolve_scoring(template.spec, template.verbalizer.spec)
+            try:
+                check_model_fits(template, info, scoring)
+                encoder = make_encoder(renderer, verb, info)
+            except PromptcliError as exc:
+                return Finding(str(path), kind, "n/a", f"does not apply to {info.name}: {exc.message}")
             encoded = encoder.split(encoder.prompt(probe, [], str(path)), slot=not template.generative)
             message += f"; {info.kind}: {len(encoded.context)} prompt tokens"
             if encoded.words.ids:
                 message += f", label words of {sorted({len(i) for i in encoded.words.ids})} tokens"
-        return Finding(str(path), kind, True, message)
+                note = length_note(encoded, info.kind, scoring.normalize)
+                message += f"; note: {note}" if note else ""
+        return Finding(str(path), kind, "ok", message)
     except PromptcliError as exc:
-        return Finding(str(path), kind, False, str(exc))
+        return Finding(str(path), kind, "error", str(exc))
 
 
 def validate_paths(paths: list[str], model: str | None = None, scorer: str = "auto",
@@ -68,5 +78,5 @@ def validate_paths(paths: list[str], model: str | None = None, scorer: str = "au
     info = load_info(model, scorer=scorer, trust_remote_code=trust_remote_code) if model else None
     files = spec_files(paths)
     if not files:
-        return [Finding(", ".join(paths), "?", False, "no .yaml files found")]
+        return [Finding(", ".join(paths), "?", "error", "no .yaml files found")]
     return [check_file(path, info) for path in files]

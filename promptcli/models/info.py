@@ -115,6 +115,7 @@ def resolve_model(name: str, *, progress: bool = True) -> tuple[str, dict | None
 def load_info(name: str, *, scorer: str = "auto", trust_remote_code: bool = False,
               max_length: int | None = None) -> ModelInfo:
     """Load config and tokenizer; a clear ModelError when the name is neither a folder nor reachable."""
+    _check_local(name)
     path, source = _resolved(name)
     try:
         config, tokenizer = _config_and_tokenizer(path, trust_remote_code, _folder_stamp(path))
@@ -140,6 +141,18 @@ def load_info(name: str, *, scorer: str = "auto", trust_remote_code: bool = Fals
         limit = max_length
     return ModelInfo(name=name, config=config, tokenizer=tokenizer, kind=kind, max_length=limit,
                      trust_remote_code=trust_remote_code, path=path, source=source)
+
+
+def _check_local(name: str) -> None:
+    """A name that is clearly a local path gets a message about the path, not the hub's id syntax."""
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix.lower() != ".gguf":
+        raise ModelError(f"'{name}' is a file; --model takes a model folder, a .gguf file, an embedded model's name "
+                         "or a hub id")
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+    if looks_local and not path.exists():
+        raise ModelError(f"no model folder or file at '{name}'", hint="check the path (`promptcli models` lists the "
+                         "embedded models)")
 
 
 _RESOLVED: dict[tuple, tuple[str, dict | None]] = {}

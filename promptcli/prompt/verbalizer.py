@@ -62,6 +62,7 @@ class Verbalizer:
             seen[tokens] = w
 
     def describe(self) -> str:
-        return ", ".join(f"{label}: {'/'.join(w for w, i in zip(self.words, self.word_label) if i == k)}"
+        """`Sci/Tech: "science" | "technology"`: words quoted, so a word holding "/" or "," reads as one word."""
+        return ", ".join(f"{label}: " + " | ".join(f'"{w}"' for w, i in zip(self.words, self.word_label) if i == k)
                          for k, label in enumerate(self.labels))
 

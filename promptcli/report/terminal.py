@@ -148,6 +148,6 @@ def runs_table(stored: list[StoredRun]) -> Table:
         accuracy = metrics.get("accuracy")
         if accuracy is None and metrics.get("leaderboard"):
             accuracy = metrics["leaderboard"][0].get("accuracy")
-        table.add_row(str(r.id), r.kind, r.name or "", r.status or "", (r.created or "")[:19], str(metrics.get("n", "")),
+        table.add_row(str(r.id), r.kind, r.name or "", r.shown_status or "", (r.created or "")[:19], str(metrics.get("n", "")),
                       pct(accuracy) if accuracy is not None else "", r.out_dir or "")
     return table

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import DataError
 from .options import DataFormat as Format
+from .selection import stratified_sample
 from .template import RESERVED
 
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}
@@ -102,6 +103,8 @@ def _decode(raw: bytes, path: Path, line: int) -> str:
 
 
 def read_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise DataError("this is a folder, not a data file", path=str(path), hint="pass a .jsonl, .json, .csv or .tsv file")
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -181,30 +184,33 @@ def check_row(row: Any, fields: Sequence[str], label_field: str | None, labels: 
 
 def load_dataset(source: str | Path | Sequence[Mapping[str, Any]], fields: Sequence[str], label_field: str,
                  labels: LabelSpace | None, *, skip_invalid: bool = False, limit: int | None = None,
-                 data_format: str | None = None, require_labels: bool = False) -> Dataset:
-    """Read and check every row. The data is labelled when any row carries `label_field` (then every row
-    must), or when `require_labels` (the label field was named by the user: a field no row has is an error)."""
+                 data_format: str | None = None, require_labels: bool = False, rows: range | None = None,
+                 subsample: int | None = None, seed: int = 0) -> Dataset:
+    """Read and check the rows (`rows`: a range of row numbers; `subsample`: a seeded sample of that many,
+    stratified by label; `limit`: the first that many). The data is labelled when any row carries
+    `label_field` (then every row must), or when `require_labels` (the label field was named by the user:
+    a field no row has is an error)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        fmt = detect_format(path, data_format)
         content = read_bytes(path)
-        rows = iter_rows(path, fmt, content)
+        fmt = detect_format(path, data_format)
+        parsed = iter_rows(path, fmt, content)
         name, digest = str(path), hashlib.sha256(content).hexdigest()
     else:
-        rows = enumerate(source, start=1)
+        parsed = enumerate(source, start=1)
         name = "<rows>"
         digest = hashlib.sha256(json.dumps(list(source), sort_keys=True, default=str).encode()).hexdigest()
-    rows = list(rows)
-    labeled = any(isinstance(row, dict) and row.get(label_field) not in (None, "") for _, row in rows)
+    numbered = [(index, line, row) for index, (line, row) in enumerate(parsed) if rows is None or index in rows]
+    labeled = any(isinstance(row, dict) and row.get(label_field) not in (None, "") for _, _, row in numbered)
     if require_labels and not labeled:
-        first = next((row for _, row in rows if isinstance(row, dict)), {})
+        first = next((row for _, _, row in numbered if isinstance(row, dict)), {})
         raise DataError(f"no row has the label field '{label_field}' (fields of the first row: "
                         f"{', '.join(map(str, first)) or 'none'})", path=name, field=label_field,
                         hint="check --label-field, or the template's label_field")
     examples: list[Example] = []
     skipped: list[Skipped] = []
-    for index, (line, row) in enumerate(rows):
-        if limit is not None and len(examples) >= limit:
+    for index, line, row in numbered:
+        if limit is not None and subsample is None and len(examples) >= limit:
             break
         try:
             if isinstance(row, DataError):
@@ -219,6 +225,8 @@ def load_dataset(source: str | Path | Sequence[Mapping[str, Any]], fields: Seque
                                                           f"{exc.message}"))
             continue
         examples.append(Example(index=index, line=line, fields=values, gold=gold))
+    if subsample is not None:
+        examples = stratified_sample(examples, [e.gold for e in examples], subsample, seed)[:limit]
     if not examples:
         raise DataError("no usable rows" + (f" ({len(skipped)} skipped as invalid)" if skipped else ""), path=name)
     return Dataset(source=name, examples=examples, labeled=labeled, sha256=digest, skipped=skipped)

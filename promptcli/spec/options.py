@@ -22,6 +22,7 @@ Strategy = Literal["greedy", "sample"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 DataFormat = Literal["jsonl", "json", "csv", "tsv"]
 Metric = Literal["accuracy", "macro_f1", "ece", "log_loss"]
+RunKind = Literal["run", "sweep"]
 Init = Literal["random", "vocab", "text", "labels"]
 Optimizer = Literal["adamw", "adafactor", "sgd"]
 Schedule = Literal["linear", "cosine", "constant"]
@@ -37,6 +38,16 @@ def _device(value: str) -> str:
 
 
 Device = Annotated[str, AfterValidator(_device)]  # whether it is present is checked before a run writes anything
+
+
+def _rows(value: str) -> str:
+    from .selection import row_range
+
+    row_range(value)  # raises ValueError with the reason
+    return value
+
+
+Rows = Annotated[str, AfterValidator(_rows)]
 
 DEFAULT_BATCH_SIZE = 32  # examples per forward pass when scoring (run, sweep, tune's dev evaluation)
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import RunError
 from .options import (DEFAULT_BATCH_SIZE, Aggregate, Calibrate, DataFormat, Device, Dtype, MultiToken, Normalize,
-                      Scorer, Strategy)
+                      Rows, Scorer, Strategy)
 from .template import AnyTemplate
 from .verbalizer import Strict, VerbalizerSpec
 
@@ -35,6 +35,8 @@ class RunConfig(Strict):
     data_format: DataFormat | None = None
     skip_invalid: bool = False
     limit: int | None = Field(None, ge=1)
+    subsample: int | None = Field(None, ge=1)  # a seeded sample of this many rows, stratified by label
+    rows: Rows | None = None  # a range of row numbers, "200:300"
     trust_remote_code: bool = False
     seed: int | None = None  # demonstrations and sampling; default: the template's demonstration seed, 0 for sampling
     train: str | None = None  # where demonstrations come from

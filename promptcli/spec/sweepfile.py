@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, create_model
 
@@ -36,7 +36,7 @@ class SweepSpec(Strict):
     templates: list[str] = Field(min_length=1, description="template files (globs allowed)")
     verbalizers: list[str | None] = [None]  # None: each template's own
     models: list[str] = Field(min_length=1)
-    shots: list[int | None] = [None]  # None: the template's
+    shots: list[Annotated[int, Field(ge=0)] | None] = [None]  # None: the template's
     seeds: list[int | None] = [None]
     normalize: list[Normalize | None] = [None]
     calibrate: list[Calibrate | None] = [None]

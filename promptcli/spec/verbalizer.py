@@ -1,11 +1,19 @@
 """A verbalizer file: label → label words, and how word scores combine into a label score."""
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from .options import Aggregate, MultiToken
+
+
+def visible(word: str) -> str:
+    """The word without surrounding whitespace and invisible format characters (zero-width spaces, BOMs):
+    a word made of them only is empty."""
+    edges = [i for i, c in enumerate(word) if not (c.isspace() or unicodedata.category(c) == "Cf")]
+    return word[edges[0]:edges[-1] + 1] if edges else ""
 
 
 class Strict(BaseModel):
@@ -46,7 +54,7 @@ class VerbalizerSpec(Strict):
             raise ValueError("a verbalizer needs at least two labels")
         cleaned = {}
         for label, words in labels.items():
-            stripped = [w.strip() for w in words]
+            stripped = [visible(w) for w in words]
             if not stripped or any(not w for w in stripped):
                 raise ValueError(f"label '{label}' needs at least one non-empty label word")
             if len(set(stripped)) != len(stripped):

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ..errors import StoreError
+from ..spec.options import RunKind, values
 from .sqlite import SQLiteFile
 
-KINDS = ("run", "sweep")
+KINDS = values(RunKind)
 _COLUMNS = "id, kind, parent, created, status, name, out_dir, record, metrics"
 _UPDATABLE = ("parent", "status", "name", "out_dir", "record", "metrics")
 
@@ -36,6 +38,20 @@ class StoredRun:
     out_dir: str | None
     record: dict[str, Any]
     metrics: dict[str, Any]
+
+    @property
+    def shown_status(self) -> str:
+        """`running` for a run whose process is gone (killed, machine restarted) reads `stale`."""
+        process = self.record.get("process") or {}
+        if self.status != "running" or process.get("host") != socket.gethostname() or "pid" not in process:
+            return self.status
+        try:
+            os.kill(process["pid"], 0)
+        except ProcessLookupError:
+            return "stale (its process is gone; --resume continues it)"
+        except PermissionError:
+            pass  # another user's live process
+        return self.status
 
 
 def _to_json(value: Any) -> str:

@@ -75,6 +75,8 @@ class SQLiteFile:
     def __init__(self, path: str | os.PathLike, *, timeout: float = 30.0,
                  on_warning: Callable[[str], None] | None = None):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError("this is a folder; give the database file's path", path=str(self.path))
         self.timeout = timeout
         self._warn = on_warning or (lambda message: warnings.warn(message, StoreWarning, stacklevel=4))
         try:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import PromptcliError, RunError
+from ..errors import DataError, PromptcliError, RunError
 from ..evaluation.leaderboard import Row, Scored, leaderboard
 from ..evaluation.outputs import RUN
 from ..evaluation.runner import ModelPool, default_out_dir, read_run, run
@@ -22,9 +22,9 @@ from ..progress import new_progress
 from ..report.sweep import write_reports
 from ..spec.runconfig import checked
 from ..spec.sweepfile import SweepSpec, load_sweep, shared_options
-from ..store.runs import open_store
+from ..store.runs import RunStore, open_store
 from .ensemble import ensembles
-from .variants import Variant, display_names, expand, group_name, skip_reason
+from .variants import Variant, display_names, expand, group_name, skip_reason, template_labels
 
 STATE = "sweep.json"
 
@@ -98,15 +98,56 @@ def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool 
                        hint="use another --out, or the same sweep file and options")
     if previous is None and out.exists() and any(out.iterdir()):
         raise RunError("the output folder exists and holds no sweep", path=str(out), hint="pass a new --out")
+    check_before_running(spec, names)
+    options = spec.options  # every model must load before anything is written
+    kinds = {m: load_info(m, scorer=options.scorer, trust_remote_code=options.trust_remote_code).kind
+             for m in spec.models}
     out.mkdir(parents=True, exist_ok=True)
     runs = open_store(store)
     sweep_id = previous.store_id if previous else (
         runs.add("sweep", {"spec": spec_json}, {}, str(out.resolve()), name=spec.name or out.name, status="running")
         if runs else None)
     state = SweepState(spec=spec_json, store_id=sweep_id, command=command)
-    options = spec.options
-    kinds = {m: load_info(m, scorer=options.scorer, trust_remote_code=options.trust_remote_code).kind
-             for m in spec.models}
+    try:
+        _run_variants(spec, variants, names, kinds, state, out, progress, cache, store)
+    except BaseException:
+        _close(runs, state, "interrupted")
+        raise
+    if not any(v.status == "finished" for v in state.variants.values()):
+        _close(runs, state, "failed")
+        raise RunError("no variant could run: " + "; ".join(f"{name}: {reason}" for name, reason in state.skipped),
+                       path=str(out / STATE))
+    _close(runs, state, "finished")
+    return state
+
+
+def check_before_running(spec: SweepSpec, names: dict[Variant, str]) -> None:
+    """What every variant needs, checked once: the data files, and that `show` names a variant."""
+    for key, path in (("data", spec.data), ("train", spec.train)):
+        if path is not None and not Path(path).is_file():
+            raise DataError("data file not found" if not Path(path).is_dir() else "this is a folder, not a data file",
+                            path=path, field=key)
+    if spec.show is not None:
+        labels = template_labels([v.template for v in names])
+        known = set(names.values()) | {n.replace(labels[v.template], "ensemble" + ("(weighted)" if spec.weighted
+                                                                                   else ""), 1)
+                                       for v, n in names.items()}
+        if spec.show not in known:
+            raise RunError(f"show: no variant is named '{spec.show}'", field="show",
+                           hint="variants: " + "; ".join(sorted(known)))
+
+
+def _close(runs: RunStore | None, state: SweepState, status: str) -> None:
+    if runs is not None and state.store_id is not None:
+        runs.update(state.store_id, status=status, record=state.to_dict(),
+                    metrics={"leaderboard": [r.to_dict() for r in state.leaderboard or []]})
+        runs.close()
+
+
+def _run_variants(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str], kinds: dict[str, str],
+                  state: SweepState, out: Path, progress: bool, cache: Any, store: Any) -> None:
+    """Every variant (each model loaded once), then the ensembles, the leaderboard and the report files."""
+    state_path = out / STATE
     results: dict[Variant, Scored] = {}
     with new_progress() if progress else nullcontext() as display:
         overall = display.add_task("sweep", total=len(variants)) if progress else None
@@ -119,7 +160,7 @@ def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool 
                 if entry.reason is None:
                     try:
                         results[variant] = _run_variant(variant, names[variant], folder, spec, pool,
-                                                        display if progress else False, cache, store, sweep_id)
+                                                        display if progress else False, cache, store, state.store_id)
                         entry.status = "finished"
                     except PromptcliError as exc:
                         entry.reason = exc.message
@@ -138,11 +179,6 @@ def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool 
     state.leaderboard = leaderboard(entries, spec.metric)
     write_json(state_path, state.to_dict())
     write_reports(out, spec, state.leaderboard, entries, state.skipped)
-    if runs is not None and sweep_id is not None:
-        runs.update(sweep_id, status="finished", record=state.to_dict(),
-                    metrics={"leaderboard": [r.to_dict() for r in state.leaderboard]})
-        runs.close()
-    return state
 
 
 def _run_variant(variant: Variant, name: str, folder: Path, spec: SweepSpec, pool: ModelPool, display: Any,

@@ -29,7 +29,8 @@ class TuneConfig(Strict):
     max_grad_norm: float = Field(1.0, ge=0)
     accumulation: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1)
-    eval_every: int = Field(0, ge=0)  # optimizer steps; 0: once per epoch
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps (None: all the epochs)
+    eval_every: int | None = Field(None, ge=0)  # optimizer steps; 0: once per epoch; None: about ten evaluations
     patience: int | None = Field(None, ge=1)  # evaluations without improvement before stopping early
     seed: int = 42
     precision: Precision = "fp32"

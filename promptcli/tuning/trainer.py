@@ -160,16 +160,18 @@ class Trainer:
         return float(counts[0] / counts[1])
 
     def fit(self, out_dir: Path, resume: bool, display: Any = None) -> tuple[TrainState, torch.Tensor]:
-        """Train, evaluating on dev every `eval_every` steps (default: each epoch) and checkpointing then;
-        returns the final state and the best prompt. Uses its own seeded RNG state, so the caller's
-        global random state is untouched."""
+        """Train for `epochs` (or `max_steps`), evaluating on dev and checkpointing every `eval_every` steps
+        (0: each epoch; default: about ten times in all, and always after the last step); returns the final
+        state and the best prompt. Uses its own seeded RNG state, so the caller's global random state is
+        untouched."""
         config, prompt, dist = self.config, self.prompt, self.dist
         examples = self.train.encoded
         per_step = config.batch_size * config.accumulation
         per_epoch = math.ceil(len(examples) / per_step)
+        total = min(per_epoch * config.epochs, config.max_steps or per_epoch * config.epochs)
         optimizer = make_optimizer(prompt, config)
-        scheduler = make_scheduler(optimizer, config, per_epoch * config.epochs)
-        eval_every = config.eval_every or per_epoch
+        scheduler = make_scheduler(optimizer, config, total)
+        eval_every = per_epoch if config.eval_every == 0 else config.eval_every or math.ceil(total / 10)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             state, best = TrainState(), prompt.embeddings.detach().clone()
@@ -182,8 +184,7 @@ class Trainer:
                 scheduler.load_state_dict({**scheduler.state_dict(), **saved["scheduler"]})
                 torch.set_rng_state(saved["rng"])
                 state = saved["state"]
-            task = display.add_task("tune", total=per_epoch * config.epochs, completed=state.step,
-                                    unit="steps") if display else None
+            task = display.add_task("tune", total=total, completed=state.step, unit="steps") if display else None
 
             def evaluate(loss: float | None) -> None:
                 """Record dev accuracy; keep the best prompt; checkpoint; decide whether to stop early."""
@@ -203,7 +204,7 @@ class Trainer:
 
             if not state.curve:
                 evaluate(None)  # the untrained prompt, for comparison
-            while state.epoch < config.epochs and not state.stopped_early:
+            while state.step < total and not state.stopped_early:
                 order = torch.randperm(len(examples),
                                        generator=torch.Generator().manual_seed(config.seed + state.epoch)).tolist()
                 steps = [order[i:i + per_step] for i in range(0, len(order), per_step)]
@@ -214,9 +215,9 @@ class Trainer:
                         last = state.curve[-1]["dev_accuracy"] if state.curve else None
                         display.update(task, advance=1, description=f"tune · epoch {state.epoch + 1} · loss "
                                        f"{loss:.4f}" + (f" · dev {last:.1%}" if last is not None else ""))
-                    if state.step % eval_every == 0:
+                    if state.step % eval_every == 0 or state.step == total:
                         evaluate(loss)
-                        if state.stopped_early:
+                        if state.stopped_early or state.step == total:
                             break
                 else:
                     state.epoch += 1

@@ -59,6 +59,9 @@ def tune(template: str | Path, train: str | Path, model: str | None = None, *, o
     elif dist.main:
         prepare_new(out_dir)
 
+    if config.virtual_tokens >= info.max_length:
+        raise RunError(f"--virtual-tokens {config.virtual_tokens} leaves no room for the prompt in the model's "
+                       f"{info.max_length} tokens")
     hidden = loaded.model.get_input_embeddings().embedding_dim
     places = SoftPrompt(torch.zeros(config.virtual_tokens, hidden))  # its size is all encoding needs
     train_set = _prepared(config, name, config.train, places, dist.device)
