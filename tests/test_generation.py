@@ -296,7 +296,7 @@ def test_generation_kinds_need_a_causal_model(tiny, tmp_path):
 
 
 def test_decoding_flags_override_the_template(tiny, tmp_path):
-    result = promptcli.run(cot_template(tmp_path), DATA, tiny["gpt2"], out=tmp_path / "o", limit=3, progress=False,
-                           max_new_tokens=2)
-    tok = prepare(RunConfig(template=cot_template(tmp_path), data=DATA, model=tiny["gpt2"], limit=1)).info.tokenizer
-    assert all(len(tok(p.reasoning, add_special_tokens=False)["input_ids"]) <= 2 for p in result.predictions)
+    runs = [promptcli.run(cot_template(tmp_path), DATA, tiny["gpt2"], out=tmp_path / f"o{n}", limit=3, progress=False,
+                          max_new_tokens=n) for n in (2, 6)]
+    # one decoding call per new token after the first (the first comes with the prompt), the rest is equal
+    assert runs[1].record.work["model_calls"] - runs[0].record.work["model_calls"] == 6 - 2

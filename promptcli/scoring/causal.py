@@ -78,7 +78,7 @@ class CausalLMScorer:
         mask = torch.cat([torch.ones((batch, shared), dtype=own_mask.dtype, device=self.device), own_mask], dim=1)
         positions = shared + torch.arange(ids.shape[1], device=self.device).expand_as(ids)
         last = (lengths - shared - 1)[:, None]  # (B, 1): each row's last own token
-        kwargs = {"logits_to_keep": last} if self.keeps_logits else {}
+        kwargs = {"logits_to_keep": last} if self.keeps_logits else {}  # per row: (B, 1) logits
         if shared:  # views of the one prefix cache, expanded to the batch
             kwargs[self.cache_argument] = cache_of(
                 [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.prefix_kv], self.config)
@@ -180,8 +180,8 @@ def cache_of(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], config):
 
 
 def cache_argument(model) -> str:
-    """transformers names the KV cache argument `cache` from 5.2x on, `past_key_values` before (which 5.40
-    removes): one place decides, so every forward works on the oldest and the newest supported version."""
+    """transformers names the KV cache argument `cache` from 5.24 on, `past_key_values` before (which 5.40
+    removes): one place decides, so every forward works on the oldest supported version (5.23) and the newest."""
     return _cache_argument(type(model))
 
 
@@ -191,7 +191,7 @@ def _cache_argument(model_class: type) -> str:
 
 
 def returned_cache(out):
-    """The KV cache a forward returned: `cache` from transformers 5.2x on, `past_key_values` before."""
+    """The KV cache a forward returned: `cache` from transformers 5.24 on, `past_key_values` before."""
     return out["cache"] if "cache" in out else out.past_key_values
 
 
