@@ -33,6 +33,21 @@ def test_the_api_checks_run_options(tiny, tmp_path, option, value, expected):
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
+def test_the_api_takes_pathlib_paths_for_every_file_option(tiny, tmp_path):
+    """`promptcli.run(..., train=Path(...))` was refused ("Input should be a valid string") once options became a
+    pydantic model; every file option takes a str or a Path, and run.json stores them as text."""
+    from pathlib import Path
+
+    rows = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in sentences(12)))
+    result = promptcli.run(Path(CAUSAL), rows, Path(tiny["gpt2"]), out=tmp_path / "run", progress=False,
+                           train=rows, shots=2, verbalizer=REPO / "verbalizers/polarity.yaml")
+    stored = json.loads((tmp_path / "run/run.json").read_text())["config"]
+    assert result.metrics["n"] == 12 and stored["train"] == str(rows) and stored["model"] == tiny["gpt2"]
+    promptcli.tune(Path(CAUSAL), rows, Path(tiny["gpt2"]), out=tmp_path / "prompt", dev=rows, progress=False,
+                   virtual_tokens=2, epochs=1, verbalizer=REPO / "verbalizers/polarity.yaml")
+    assert (tmp_path / "prompt/adapter_model.safetensors").exists()
+
+
 def test_cli_choices_are_the_specs_values():
     """One list of allowed values: the CLI's --normalize choices are the spec's Literal."""
     from promptcli.cli.common import Normalize as CliNormalize
@@ -42,10 +57,9 @@ def test_cli_choices_are_the_specs_values():
     assert result.exit_code == 2 and "token" in result.output
 
 
-def test_resume_takes_a_new_batch_size(tiny, tmp_path):
-    """`--batch-size` with `--resume` was dropped without a word; it changes no prediction, so it is taken."""
+def interrupted_run(tiny, tmp_path, **options):
+    """A 30-row run stopped by Ctrl-C after its second batch of 4; returns the data file."""
     data = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in sentences(30)))
-    whole = promptcli.run(CAUSAL, data, tiny["gpt2"], out=tmp_path / "whole", batch_size=4, progress=False)
     calls = {"n": 0}
 
     def stop(done, total):
@@ -54,7 +68,15 @@ def test_resume_takes_a_new_batch_size(tiny, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        promptcli.run(CAUSAL, data, tiny["gpt2"], out=tmp_path / "cut", batch_size=4, progress=False, on_batch=stop)
+        promptcli.run(CAUSAL, data, tiny["gpt2"], out=tmp_path / "cut", batch_size=4, progress=False, on_batch=stop,
+                      **options)
+    return data
+
+
+def test_resume_takes_a_new_batch_size(tiny, tmp_path):
+    """`--batch-size` with `--resume` was dropped without a word; it changes no prediction, so it is taken."""
+    data = interrupted_run(tiny, tmp_path)
+    whole = promptcli.run(CAUSAL, data, tiny["gpt2"], out=tmp_path / "whole", batch_size=4, progress=False)
     result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path / "cut"), "--batch-size", "7", "--quiet"])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "cut/run.json").read_text())
@@ -122,17 +144,7 @@ def test_tune_refuses_unknown_choices(tiny, tmp_path, option, value):
 
 def test_resume_keeps_the_runs_choice_of_score_cache(tiny, tmp_path):
     """`--no-cache` was forgotten by `--resume` (the resumed part wrote its scores to the cache)."""
-    data = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in sentences(30)))
-    calls = {"n": 0}
-
-    def stop(done, total):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        promptcli.run(CAUSAL, data, tiny["gpt2"], out=tmp_path / "cut", batch_size=4, progress=False, cache=False,
-                      on_batch=stop)
+    interrupted_run(tiny, tmp_path, cache=False)
     result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path / "cut"), "--quiet"])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "cut/run.json").read_text())

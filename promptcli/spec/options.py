@@ -6,11 +6,12 @@ are checked against them, and pydantic rejects anything else with the list of al
 """
 from __future__ import annotations
 
+import os
 import re
 from enum import Enum
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 Scorer = Literal["auto", "mlm", "causal"]
 Normalize = Literal["none", "tokens", "chars", "pmi"]
@@ -48,6 +49,9 @@ def _rows(value: str) -> str:
 
 
 Rows = Annotated[str, AfterValidator(_rows)]
+
+# A file or folder option: a str, or a pathlib.Path from the Python API (stored as text in run.json).
+PathText = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)]
 
 DEFAULT_BATCH_SIZE = 32  # examples per forward pass when scoring (run, sweep, tune's dev evaluation)
 

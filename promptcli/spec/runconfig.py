@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import RunError
 from .options import (DEFAULT_BATCH_SIZE, Aggregate, Calibrate, DataFormat, Device, Dtype, MultiToken, Normalize,
-                      Rows, Scorer, Strategy)
+                      PathText, Rows, Scorer, Strategy)
 from .template import AnyTemplate
 from .verbalizer import Strict, VerbalizerSpec
 
@@ -20,10 +20,10 @@ from .verbalizer import Strict, VerbalizerSpec
 class RunConfig(Strict):
     """Everything that decides a run's predictions (stored in run.json, reused by --resume)."""
 
-    template: str
-    data: str
-    model: str | None = None
-    verbalizer: str | None = None
+    template: PathText
+    data: PathText
+    model: PathText | None = None
+    verbalizer: PathText | None = None
     scorer: Scorer = "auto"
     device: Device = "auto"
     dtype: Dtype = "auto"
@@ -39,7 +39,7 @@ class RunConfig(Strict):
     rows: Rows | None = None  # a range of row numbers, "200:300"
     trust_remote_code: bool = False
     seed: int | None = None  # demonstrations and sampling; default: the template's demonstration seed, 0 for sampling
-    train: str | None = None  # where demonstrations come from
+    train: PathText | None = None  # where demonstrations come from
     shots: int | None = Field(None, ge=0)  # overrides the template's demonstration count
     samples: int | None = Field(None, ge=1)  # self-consistency: overrides the template's number of paths
     prefix_cache: bool = True  # causal: compute the prompt prefix shared by all examples once
@@ -49,7 +49,7 @@ class RunConfig(Strict):
     top_k: int | None = Field(None, ge=1)
     top_p: float | None = Field(None, gt=0, le=1)
     max_new_tokens: int | None = Field(None, ge=1)
-    soft_prompt: str | None = None  # a folder written by `promptcli tune`
+    soft_prompt: PathText | None = None  # a folder written by `promptcli tune`
     force: bool = False  # use a soft prompt trained for another model or template version
 
 

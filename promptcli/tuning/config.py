@@ -7,16 +7,16 @@ from typing import Any
 
 from pydantic import Field
 
-from ..spec.options import Calibrate, Device, Init, Normalize, Optimizer, Precision, Schedule
+from ..spec.options import Calibrate, Device, Init, Normalize, Optimizer, PathText, Precision, Schedule
 from ..spec.verbalizer import Strict
 
 
 class TuneConfig(Strict):
-    template: str
-    train: str
-    model: str | None = None
-    dev: str | None = None
-    verbalizer: str | None = None
+    template: PathText
+    train: PathText
+    model: PathText | None = None
+    dev: PathText | None = None
+    verbalizer: PathText | None = None
     virtual_tokens: int = Field(20, ge=1)
     init: Init = "random"
     init_text: str | None = None
