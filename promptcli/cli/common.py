@@ -14,11 +14,22 @@ from typing import Annotated, Callable, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperOption
 from typer.exceptions import TyperException
 
 from ..errors import PromptcliError
 from ..spec import options
 from ..spec.options import choices
+
+def _flags_take_no_type(option: type[TyperOption]) -> None:
+    """Typer 0.2x shows `<bool>` after every flag, as if it took a value (`--quiet <bool>`); a flag takes none.
+    (Older typer shows nothing there and has no such method.)"""
+    shown = getattr(option, "display_type_rich", None)
+    if shown is not None:
+        option.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
+
+
+_flags_take_no_type(TyperOption)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Declarative prompts and verbalizers for zero- and few-shot classification.")

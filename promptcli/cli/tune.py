@@ -46,8 +46,10 @@ def tune(
     seed: Annotated[Optional[int], typer.Option(help="Seed of the initial prompt and the data order \\[default: 42].", rich_help_panel=TRAINING)] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Autocast precision \\[default: fp32].", rich_help_panel=TRAINING)] = None,
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing", help="Trade compute for memory (puts the model in train mode).", rich_help_panel=TRAINING)] = None,
-    normalize: Annotated[Optional[Normalize], typer.Option(rich_help_panel=SCORING)] = None,
-    calibrate: Annotated[Optional[Calibrate], typer.Option(rich_help_panel=SCORING)] = None,
+    normalize: Annotated[Optional[Normalize], typer.Option(help="Causal length normalisation, or pmi, that training "
+                                                           "optimises.", rich_help_panel=SCORING)] = None,
+    calibrate: Annotated[Optional[Calibrate], typer.Option(help="contextual: train through the content-free "
+                                                           "correction.", rich_help_panel=SCORING)] = None,
     shots: Annotated[Optional[int], typer.Option(min=0, help="Demonstrations per prompt, drawn from --train \\[default: the template's].", rich_help_panel=SCORING)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps \\[default: auto].")] = None,
     max_length: MaxLengthOpt = None,
