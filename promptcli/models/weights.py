@@ -1,6 +1,7 @@
 """Loading a model's weights (the only part of `models` that needs torch)."""
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,6 @@ from .info import ModelInfo, ScorerKind
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-@dataclass
 @dataclass
 class LoadedModel:
     info: ModelInfo
@@ -73,6 +73,11 @@ def load_model(info: ModelInfo, *, device: str = "auto", dtype: str = "auto") ->
     auto = AutoModelForMaskedLM if info.kind == "mlm" else AutoModelForCausalLM
     try:
         model = auto.from_pretrained(info.path, dtype=torch_dtype, trust_remote_code=info.trust_remote_code)
+    except pickle.UnpicklingError:
+        raise ModelError(f"refused the pickle weights of '{info.name}' (pytorch_model.bin): they hold more than "
+                         "tensors, and unpickling them could run any code, so they are only read in torch's "
+                         "weights-only mode", hint="use the model's safetensors weights, or convert the .bin to "
+                         "safetensors where you trust its source") from None
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the weights of '{info.name}' as a {info.kind} model: {first_line(exc)}",
                          hint="check the folder holds model weights (model.safetensors), or force --scorer") from None
