@@ -10,12 +10,14 @@ import subprocess
 
 import pytest
 import torch
+from typer.testing import CliRunner
 from safetensors.torch import load_file
 
 import promptcli
 import promptcli.tuning.trainer as trainer_module
 from conftest import REPO, write
 from helpers import sentences
+from promptcli.cli import app
 from promptcli.errors import RunError
 from promptcli.models.info import load_info
 from promptcli.models.weights import load_model
@@ -136,15 +138,20 @@ def test_resume_continues_to_the_same_prompt(task, tmp_path, monkeypatch):
         return real(self, batch)
 
     monkeypatch.setattr(trainer_module.Trainer, "loss", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         tuned(task, tmp_path, "cut", epochs=3)
+    assert stopped.value.resume == f"promptcli tune --resume {tmp_path / 'cut'}"  # what Ctrl-C tells the user
     monkeypatch.setattr(trainer_module.Trainer, "loss", real)
-    resumed = tune(task["prefix"], task["train"], task["model"], dev=task["dev"], out=tmp_path / "cut", resume=True,
-                   progress=False, virtual_tokens=8, epochs=3, lr=0.3, batch_size=16, seed=0)
-    a = load_soft_prompt(whole.out_dir).embeddings
-    b = load_soft_prompt(resumed.out_dir).embeddings
-    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-    assert [c["dev_accuracy"] for c in resumed.curve] == [c["dev_accuracy"] for c in whole.curve]
+    assert json.loads((tmp_path / "cut/tune.json").read_text())["lr"] == 0.3
+    changed = CliRunner().invoke(app, ["tune", "--resume", str(tmp_path / "cut"), "--lr", "0.1", "--quiet"])
+    assert changed.exit_code == 5 and "lr: run has 0.3, now 0.1" in changed.stderr
+    # like `run --resume DIR`: the folder alone, its own options
+    result = CliRunner().invoke(app, ["tune", "--resume", str(tmp_path / "cut"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == sorted(p.name for p in whole.out_dir.iterdir())
+    resumed = load_soft_prompt(tmp_path / "cut")
+    torch.testing.assert_close(load_soft_prompt(whole.out_dir).embeddings, resumed.embeddings, atol=1e-6, rtol=0)
+    assert [c["dev_accuracy"] for c in resumed.manifest["dev_curve"]] == [c["dev_accuracy"] for c in whole.curve]
 
 
 def test_soft_slots_in_the_template(task, tmp_path):

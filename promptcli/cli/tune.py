@@ -22,8 +22,8 @@ TRAINING, SCORING = "Training", "Scoring (default: the template's; recorded for 
 @app.command()
 @reports_errors
 def tune(
-    template: Annotated[Path, typer.Argument(help="Template YAML (soft tokens where it writes {{ soft(n) }}, else a prefix).")],
-    train: Annotated[Path, typer.Option(help="Labelled training rows (and the demonstrations of a few-shot template).")],
+    template: Annotated[Optional[Path], typer.Argument(help="Template YAML (soft tokens where it writes {{ soft(n) }}, else a prefix).")] = None,
+    train: Annotated[Optional[Path], typer.Option(help="Labelled training rows (and the demonstrations of a few-shot template); needed unless --resume.")] = None,
     model: ModelOpt = None,
     dev: Annotated[Optional[Path], typer.Option(help="Labelled rows for evaluation, early stopping and the best checkpoint.")] = None,
     verbalizer: VerbalizerOpt = None,
@@ -55,16 +55,16 @@ def tune(
     max_length: MaxLengthOpt = None,
     label_field: LabelFieldOpt = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows of each file.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted tune in this folder, with its own options (like run --resume).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Learn a soft prompt (prompt embeddings only; every model weight stays frozen)."""
     from ..report.format import pct
     from ..tuning.tuner import tune as tune_api
 
-    if resume and out is None:
-        raise typer.BadParameter("--resume needs the --out folder of the interrupted run")
-    result = tune_api(template, train, model, out=out, dev=dev, resume=resume, progress=not quiet, **given(
+    if resume is None and (template is None or train is None):
+        raise typer.BadParameter("a TEMPLATE and --train are needed (or --resume DIR)")
+    result = tune_api(template, train, model, out=out, dev=dev, resume=resume or False, progress=not quiet, **given(
         verbalizer=verbalizer, virtual_tokens=virtual_tokens, init=init, init_text=init_text, epochs=epochs, lr=lr,
         optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, warmup=warmup, max_grad_norm=max_grad_norm,
         accumulation=accumulation, batch_size=batch_size, max_steps=max_steps, eval_every=eval_every, patience=patience, seed=seed,

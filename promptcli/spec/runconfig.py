@@ -79,18 +79,19 @@ def checked(model: type[BaseModel], values: Mapping[str, Any], what: str = "opti
         raise RunError("; ".join(problems)) from None
 
 
-def resumed_config(stored: Mapping[str, Any], given: Mapping[str, Any], path: str) -> RunConfig:
-    """The one resume rule: the stored run's options, with `RESUMABLE` ones replaced when given; any other
-    option given (not None) must equal the stored value."""
-    base = checked(RunConfig, stored)
+def resumed_config(stored: Mapping[str, Any], given: Mapping[str, Any], path: str, model: type[BaseModel] = RunConfig,
+                   resumable: tuple[str, ...] = RESUMABLE) -> Any:
+    """The one resume rule (run and tune): the stored options, with `resumable` ones replaced when given; any
+    other option given (not None) must equal the stored value."""
+    base = checked(model, stored)
     given = {k: v for k, v in given.items() if v is not None}
-    checked(RunConfig, {**base.model_dump(), **given})  # unknown or invalid options are errors first
-    conflicts = [f"{k}: run has {getattr(base, k)!r}, now {v!r}" for k, v in given.items()
-                 if k not in RESUMABLE and getattr(base, k) != v]
+    merged = checked(model, {**base.model_dump(), **given})  # unknown or invalid options are errors first
+    conflicts = [f"{k}: run has {getattr(base, k)!r}, now {getattr(merged, k)!r}" for k in given
+                 if k not in resumable and getattr(base, k) != getattr(merged, k)]
     if conflicts:
         raise RunError("--resume continues a run with its own settings; these differ:\n    " + "\n    ".join(conflicts),
                        path=path, hint="drop those options, or start a new run with --out")
-    return base.model_copy(update={k: v for k, v in given.items() if k in RESUMABLE})
+    return base.model_copy(update={k: getattr(merged, k) for k in given if k in resumable})
 
 
 class ScoringConfig(Strict):

@@ -18,6 +18,7 @@ from ..files import read_json, replace_folder, write_json
 from .config import TrainState
 
 FOLDER = "checkpoint"
+CONFIG = "tune.json"  # the options an unfinished tune started with, for `tune --resume DIR`
 
 
 def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -74,5 +75,6 @@ def load_checkpoint(out: Path) -> dict[str, Any]:
 
 
 def remove_checkpoint(out: Path) -> None:
-    """Training finished: the folder keeps only what was trained."""
+    """Training finished: the folder keeps only what was trained (the manifest records the options)."""
     shutil.rmtree(out / FOLDER, ignore_errors=True)
+    (out / CONFIG).unlink(missing_ok=True)

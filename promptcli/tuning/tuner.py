@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import RunError
+from ..files import read_json, write_json
 from ..evaluation.inputs import Prepared, model_name, prepare
 from ..evaluation.outputs import prepare_new
 from ..models.info import ModelInfo, load_info
@@ -23,9 +24,9 @@ from ..models.weights import LoadedModel, load_model
 from ..progress import new_progress
 from ..prompt.soft import SoftPrompt, peft_config
 from ..spec.loading import load_template
-from ..spec.runconfig import RunConfig, checked
+from ..spec.runconfig import RunConfig, checked, resumed_config
 from ..versions import peak_memory_mb, versions
-from .checkpoint import remove_checkpoint
+from .checkpoint import CONFIG, remove_checkpoint
 from .config import Manifest, TrainState, TuneConfig
 from .trainer import Distributed, Trainer, initial_embeddings, parameters_sha256
 
@@ -39,11 +40,26 @@ class TuneResult:
     manifest: Manifest
 
 
-def tune(template: str | Path, train: str | Path, model: str | None = None, *, out: str | Path | None = None,
-         dev: str | Path | None = None, resume: bool = False, progress: bool = True, **options: Any) -> TuneResult:
-    """Train a soft prompt (options: TuneConfig fields, checked) and save it to `out`."""
-    config = checked(TuneConfig, {"template": str(template), "train": str(train), "model": model,
-                                  "dev": str(dev) if dev else None, **options})
+def tune(template: str | Path | None = None, train: str | Path | None = None, model: str | None = None, *,
+         out: str | Path | None = None, dev: str | Path | None = None, resume: bool | str | Path = False,
+         progress: bool = True, **options: Any) -> TuneResult:
+    """Train a soft prompt (options: TuneConfig fields, checked) and save it to `out`.
+
+    `resume=DIR` continues the interrupted tune in DIR with the options it started with (given ones must
+    match, except device); `resume=True` with `out=DIR` is the same.
+    """
+    given = {"template": template, "train": train, "model": model, "dev": dev, **options}
+    if resume:
+        out_dir = (Path(out) if out else None) if resume is True else Path(resume)
+        if out_dir is None or not (out_dir / CONFIG).is_file():
+            raise RunError("nothing to resume in this folder (no interrupted tune started here)",
+                           path=str(out_dir or "."), hint="give the --out folder of the interrupted tune")
+        config = resumed_config(read_json(out_dir / CONFIG), given, str(out_dir / CONFIG), TuneConfig, ("device",))
+    else:
+        if template is None or train is None:
+            raise RunError("a template and training data are needed (or --resume DIR)")
+        config = checked(TuneConfig, {k: v for k, v in given.items() if v is not None})
+        out_dir = Path(out) if out else Path("runs") / f"tune-{Path(config.template).stem}-{datetime.now():%Y%m%d-%H%M%S}"
     dist = Distributed(config.device)
     tfile = load_template(config.template, config.verbalizer)
     if tfile.generative:
@@ -52,13 +68,6 @@ def tune(template: str | Path, train: str | Path, model: str | None = None, *, o
     name = model_name(tfile, config.model)
     info = load_info(name, max_length=config.max_length)
     loaded = load_model(info, device=dist.device, dtype="float32")
-    out_dir = Path(out) if out else Path("runs") / f"tune-{Path(config.template).stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    if resume:
-        if not out_dir.exists():
-            raise RunError("nothing to resume in this folder", path=str(out_dir))
-    elif dist.main:
-        prepare_new(out_dir)
-
     if config.virtual_tokens >= info.max_length:
         raise RunError(f"--virtual-tokens {config.virtual_tokens} leaves no room for the prompt in the model's "
                        f"{info.max_length} tokens")
@@ -75,13 +84,16 @@ def tune(template: str | Path, train: str | Path, model: str | None = None, *, o
     if config.gradient_checkpointing:  # HF checkpointing is active in train mode only (which enables dropout)
         loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         loaded.model.train()
+    if not resume and dist.main:  # written once everything is checked, so a refused tune leaves no folder
+        prepare_new(out_dir)
+        write_json(out_dir / CONFIG, config.model_dump())
     frozen_before = parameters_sha256(loaded.model)
     display = new_progress() if progress and dist.main else None
     try:
         with prompt.attached(loaded.model), (display or nullcontext()):
             state, best = trainer.fit(out_dir, resume, display)
     except KeyboardInterrupt as exc:
-        exc.resume = f"the same promptcli tune command with --resume --out {out_dir}"
+        exc.resume = f"promptcli tune --resume {out_dir}"
         raise
     loaded.model.eval()
     if parameters_sha256(loaded.model) != frozen_before:
