@@ -7,6 +7,7 @@ import math
 import random
 import shutil
 import subprocess
+from collections import Counter
 
 import pytest
 import torch
@@ -321,3 +322,20 @@ def test_max_steps_and_about_ten_dev_evaluations_by_default(task, tmp_path):
     short = tuned(task, tmp_path, "c", epochs=5, max_steps=7, eval_every=3)
     assert short.manifest.training["steps"] == 7
     assert [c["step"] for c in short.curve] == [0, 3, 6, 7]  # the last step is always evaluated
+
+
+def test_dev_rows_can_be_sampled_or_ranged(task, tmp_path, monkeypatch):
+    """`--subsample`/`--rows` existed for run and sweep but not for tune's --dev (a full dev pass per evaluation)."""
+    seen = {}
+    real_fit = trainer_module.Trainer.fit
+
+    def fit(self, *args, **kwargs):
+        seen.setdefault("dev", []).append([e.gold for e in self.dev.dataset.examples])
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", fit)
+    sampled = tuned(task, tmp_path, "a", epochs=1, dev_subsample=10)
+    ranged = tuned(task, tmp_path, "b", epochs=1, dev_rows="8:20")
+    assert len(seen["dev"][0]) == 10 and sorted(Counter(seen["dev"][0]).values()) == [5, 5]  # stratified by label
+    assert len(seen["dev"][1]) == 12
+    assert sampled.manifest.hyperparameters["dev_subsample"] == 10 and ranged.manifest.hyperparameters["dev_rows"] == "8:20"

@@ -55,6 +55,8 @@ def tune(
     max_length: MaxLengthOpt = None,
     label_field: LabelFieldOpt = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows of each file.")] = None,
+    dev_subsample: Annotated[Optional[int], typer.Option(min=1, help="Evaluate on a seeded sample of N --dev rows, stratified by label.")] = None,
+    dev_rows: Annotated[Optional[str], typer.Option(help="Evaluate on a range of --dev rows, e.g. 200:300 (0-based, end excluded).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted tune in this folder, with its own options (like run --resume).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -69,7 +71,8 @@ def tune(
         optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, warmup=warmup, max_grad_norm=max_grad_norm,
         accumulation=accumulation, batch_size=batch_size, max_steps=max_steps, eval_every=eval_every, patience=patience, seed=seed,
         precision=precision, gradient_checkpointing=gradient_checkpointing, normalize=normalize, calibrate=calibrate,
-        shots=shots, device=device, max_length=max_length, label_field=label_field, limit=limit))
+        shots=shots, device=device, max_length=max_length, label_field=label_field, limit=limit,
+        dev_subsample=dev_subsample, dev_rows=dev_rows))
     training = result.manifest.training
     table = Table(title=f"tune · {result.out_dir}", show_header=False, title_justify="left")
     rows = [("dev accuracy, untrained", result.initial_dev_accuracy), ("dev accuracy, best", result.best_dev_accuracy)]

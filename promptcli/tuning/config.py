@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ..spec.options import Calibrate, Device, Init, Normalize, Optimizer, PathText, Precision, Schedule
+from ..spec.options import Calibrate, Device, Init, Normalize, Optimizer, PathText, Precision, Rows, Schedule
 from ..spec.verbalizer import Strict
 
 
@@ -39,6 +39,8 @@ class TuneConfig(Strict):
     max_length: int | None = Field(None, ge=1)
     label_field: str | None = None
     limit: int | None = Field(None, ge=1)
+    dev_subsample: int | None = Field(None, ge=1)  # a seeded (0), label-stratified sample of the dev rows
+    dev_rows: Rows | None = None  # a range of dev row numbers, "200:300"
     # scoring the prompt is trained with (None: the template's), recorded so `run` evaluates it the same way
     normalize: Normalize | None = None
     calibrate: Calibrate | None = None

@@ -76,7 +76,8 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
     train_set = _prepared(config, name, config.train, places, dist.device)
     if not train_set.dataset.labeled:
         raise RunError("the training data has no labels", path=config.train)
-    dev_set = _prepared(config, name, config.dev, places, dist.device) if config.dev else None
+    dev_set = (_prepared(config, name, config.dev, places, dist.device, subsample=config.dev_subsample,
+                         rows=config.dev_rows) if config.dev else None)
     placement = "slots" if train_set.renderer.soft_slots else "prefix"
     prompt = SoftPrompt(initial_embeddings(config, loaded, train_set), {"placement": placement}).to(loaded.device)
     trainer = Trainer(config, loaded, prompt, train_set, dev_set, dist)
@@ -109,14 +110,15 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
                       best_dev_accuracy=state.best, curve=curve, manifest=manifest)
 
 
-def _prepared(config: TuneConfig, model: str, data: str, places: SoftPrompt, device: str) -> Prepared:
+def _prepared(config: TuneConfig, model: str, data: str, places: SoftPrompt, device: str,
+              subsample: int | None = None, rows: str | None = None) -> Prepared:
     """Rows encoded as `run` encodes them, with the prompt's places, the tune's scoring and demonstrations
     from the training rows."""
     run_config = checked(RunConfig, {
         "template": config.template, "data": data, "model": model, "verbalizer": config.verbalizer,
         "max_length": config.max_length, "label_field": config.label_field, "limit": config.limit,
         "device": device, "normalize": config.normalize, "calibrate": config.calibrate,
-        "train": config.train, "shots": config.shots, "seed": None})
+        "train": config.train, "shots": config.shots, "seed": None, "subsample": subsample, "rows": rows})
     return prepare(run_config, soft=places)
 
 
