@@ -169,7 +169,7 @@ def tuned_prompt(folder: Path, template: Path, train: Path, dev: Path | None, mo
     if (folder / "adapter_model.safetensors").exists():
         return folder
     promptcli.tune(template, train, model, out=folder, dev=dev, progress=False,
-                   resume=(folder / "checkpoint").exists(), seed=seed, **TUNE)
+                   resume=(folder / "tune.json").exists(), seed=seed, **TUNE)
     return folder
 
 
