@@ -244,8 +244,8 @@ def table(results: dict) -> str:
     lines = ["| task | model (template: its defaults) | n | majority | as shipped | zero-shot | calibrated | PMI | "
              "few-shot (5 seeds) | soft prompt (5 seeds) | LM-BFF, RoBERTa-large: zero-shot / in-context |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, by_model in results.items():
-        for model, row in by_model.items():
+    for name in sorted(results, key=list(TASKS).index):  # the tasks' order, whatever order they ran in
+        for model, row in results[name].items():
             ref = LM_BFF.get(name)
             reference = f"{ref['zero']} / {ref['fewshot']}" if ref else "–"
             cells = [name, f"{model} (`{Path(row['template']).name}`: {row.get('defaults', '')})", str(row["n"]) if row["n"] == row.get("of", row["n"]) else f"{row['n']} of {row['of']}",
