@@ -21,6 +21,7 @@ from ..errors import PromptcliError
 from ..spec import options
 from ..spec.options import choices
 
+
 def _flags_take_no_type(option: type[TyperOption]) -> None:
     """Typer 0.2x shows `<bool>` after every flag, as if it took a value (`--quiet <bool>`); a flag takes none.
     (Older typer shows nothing there and has no such method.)"""
