@@ -38,9 +38,9 @@ class PromptcliError(Exception):
 
 
 class SpecError(PromptcliError):
-    """A template or verbalizer file is malformed or inconsistent."""
+    """A template, verbalizer or sweep file is malformed or inconsistent."""
 
-    exit_code = 2
+    exit_code = 7
 
 
 class DataError(PromptcliError):
@@ -59,6 +59,13 @@ class RunError(PromptcliError):
     """An output folder or resume request is inconsistent."""
 
     exit_code = 5
+
+
+class OptionError(RunError):
+    """An option's value is not one it accepts: a command-line mistake (exit 2, as for the CLI parser's own
+    usage errors), found before anything is written. A RunError, so API callers catching those still do."""
+
+    exit_code = 2
 
 
 class StoreError(PromptcliError):

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 
+from ..errors import SpecError
 from .common import (ERR, OUT, Calibrate, DataFormat, DataFormatOpt, Dtype, LabelFieldOpt, MaxLengthOpt, ModelOpt,
                      Normalize, OutputFormat, ScorerOpt, SeedOpt, ShotsOpt, Strategy, TrainOpt, TrustOpt, VerbalizerOpt,
                      app, given, reports_errors)
@@ -187,4 +188,4 @@ def validate(
     bad = sum(not f.ok for f in findings)
     if bad:
         ERR.print(f"[red]{bad} of {len(findings)} files have errors")
-        raise typer.Exit(2)
+        raise typer.Exit(SpecError.exit_code)

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ..errors import RunError
+from ..errors import OptionError, RunError
 from .options import (DEFAULT_BATCH_SIZE, Aggregate, Calibrate, DataFormat, Device, Dtype, MultiToken, Normalize,
                       PathText, Rows, Scorer, Strategy)
 from .template import AnyTemplate
@@ -76,7 +76,7 @@ def checked(model: type[BaseModel], values: Mapping[str, Any], what: str = "opti
                 message = err["msg"].removeprefix("Value error, ")
                 problems.append(f"{what} {name}={err.get('input')!r}{' ' if message.startswith('is ') else ': '}"
                                 f"{message}")
-        raise RunError("; ".join(problems)) from None
+        raise OptionError("; ".join(problems)) from None
 
 
 def resumed_config(stored: Mapping[str, Any], given: Mapping[str, Any], path: str, model: type[BaseModel] = RunConfig,
