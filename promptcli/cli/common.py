@@ -118,6 +118,7 @@ VerbalizerOpt = Annotated[Optional[Path], typer.Option(help="Verbalizer YAML ove
 ScorerOpt = Annotated[Optional[Scorer], typer.Option(help="Force the scorer \\[default: auto, from the model config].")]
 LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Data field holding the gold label \\[default: the template's, or 'label'].")]
 DataFormatOpt = Annotated[Optional[DataFormat], typer.Option(help="The data file's format \\[default: from the extension].")]
+DeviceOpt = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps \\[default: auto].")]
 MaxLengthOpt = Annotated[Optional[int], typer.Option(min=1, help="Cap on input tokens \\[default: the model's maximum].")]
 TrustOpt = Annotated[Optional[bool], typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).")]
 TrainOpt = Annotated[Optional[Path], typer.Option(help="Labelled rows to draw demonstrations from.")]

@@ -17,8 +17,8 @@ from rich.rule import Rule
 from rich.table import Table
 
 from ..errors import SpecError
-from .common import (ERR, OUT, Calibrate, DataFormat, DataFormatOpt, Dtype, LabelFieldOpt, MaxLengthOpt, ModelOpt,
-                     Normalize, OutputFormat, ScorerOpt, SeedOpt, ShotsOpt, Strategy, TrainOpt, TrustOpt, VerbalizerOpt,
+from .common import (ERR, OUT, Calibrate, DataFormat, DataFormatOpt, DeviceOpt, Dtype, LabelFieldOpt, MaxLengthOpt,
+                     ModelOpt, Normalize, OutputFormat, ScorerOpt, SeedOpt, ShotsOpt, Strategy, TrainOpt, TrustOpt, VerbalizerOpt,
                      app, given, reports_errors)
 
 DATA, SCORING, DEMOS, DECODING, OUTPUT = "Data", "Scoring", "Demonstrations", "Decoding (cot, self-consistency)", \
@@ -39,7 +39,7 @@ def run(
     model: ModelOpt = None,
     verbalizer: VerbalizerOpt = None,
     scorer: ScorerOpt = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps \\[default: auto].")] = None,
+    device: DeviceOpt = None,
     dtype: Annotated[Optional[Dtype], typer.Option(help="Weights' precision \\[default: auto: float32 on CPU, bfloat16 on GPUs].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass \\[default: 32].")] = None,
     max_length: MaxLengthOpt = None,

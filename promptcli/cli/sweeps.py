@@ -13,7 +13,7 @@ from rich.markup import escape
 from ..spec.sweepfile import SweepSpec, load_sweep
 from ..spec import options as option_values
 from ..spec.options import choices
-from .common import OUT, CacheOpt, Dtype, OutputFormat, StoreOpt, TrainOpt, app, given, reports_errors
+from .common import OUT, CacheOpt, DeviceOpt, Dtype, OutputFormat, StoreOpt, TrainOpt, app, given, reports_errors
 
 Metric = choices(option_values.Metric, "Metric")
 RunKind = choices(option_values.RunKind, "RunKind")
@@ -77,7 +77,7 @@ def sweep(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows.")] = None,
     subsample: Annotated[Optional[int], typer.Option(min=1, help="A seeded sample of N rows (seed 0), stratified by label.")] = None,
     rows: Annotated[Optional[str], typer.Option(help="A range of rows, e.g. 200:300.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    device: DeviceOpt = None,
     label_field: Annotated[Optional[str], typer.Option(help="Data field holding the gold label \\[default: each template's, or 'label'].")] = None,
     skip_invalid: Annotated[Optional[bool], typer.Option("--skip-invalid", help="Skip and count invalid rows instead of stopping.")] = None,
     max_length: Annotated[Optional[int], typer.Option(min=1, help="Cap on input tokens \\[default: each model's maximum].")] = None,

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..spec import options
 from ..spec.options import choices
-from .common import OUT, Calibrate, LabelFieldOpt, MaxLengthOpt, ModelOpt, Normalize, VerbalizerOpt, app, given, \
+from .common import OUT, Calibrate, DeviceOpt, LabelFieldOpt, MaxLengthOpt, ModelOpt, Normalize, VerbalizerOpt, app, given, \
     reports_errors
 
 Init = choices(options.Init, "Init")
@@ -51,7 +51,7 @@ def tune(
     calibrate: Annotated[Optional[Calibrate], typer.Option(help="contextual: train through the content-free "
                                                            "correction.", rich_help_panel=SCORING)] = None,
     shots: Annotated[Optional[int], typer.Option(min=0, help="Demonstrations per prompt, drawn from --train \\[default: the template's].", rich_help_panel=SCORING)] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps \\[default: auto].")] = None,
+    device: DeviceOpt = None,
     max_length: MaxLengthOpt = None,
     label_field: LabelFieldOpt = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows of each file.")] = None,
