@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
 import promptcli  # noqa: E402
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated embedded models")
     p.add_argument("--settings", default="shipped,zero,calibrated,pmi,fewshot,tuned")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--data-dir", default=str(DATA_DIR))
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-eval", type=int, default=None,
                    help="evaluate on a seeded sample of this many rows where the evaluation set is larger")

@@ -1,7 +1,7 @@
 """promptcli: declarative prompts and verbalizers for zero- and few-shot classification.
 
-The Python API is the CLI's road: `run`, `sweep`, `tune`, `render` and `validate` do what the
-commands do (each imported on first use, so `import promptcli` stays light).
+The Python API is the CLI's road: `run`, `sweep`, `tune`, `search_words`, `search_formats`, `render`
+and `validate` do what the commands do (each imported on first use, so `import promptcli` stays light).
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ _API = {
     "run": ("evaluation.runner", "run"),
     "sweep": ("sweeps.runner", "sweep"),
     "tune": ("tuning.tuner", "tune"),
+    "search_words": ("search.words", "search_words"),
+    "search_formats": ("search.spread", "search_formats"),
     "render": ("evaluation.preview", "render_rows"),
     "validate": ("evaluation.validate", "validate_paths"),
     "load_template": ("spec.loading", "load_template"),

@@ -24,9 +24,11 @@ def test_every_spec_field_is_documented(model):
     assert not missing, f"README does not document {model.__name__} fields {missing}"
 
 
-@pytest.mark.parametrize("name", ["run", "sweep", "tune"])
+@pytest.mark.parametrize("name", ["run", "sweep", "tune", "search words", "search formats"])
 def test_every_option_is_documented(name):
-    command = typer.main.get_command(app).commands[name]
+    command = typer.main.get_command(app)
+    for part in name.split():
+        command = command.commands[part]
     options = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
     missing = [opt for opt in options if opt not in README]
     assert not missing, f"README does not document {name} options {missing}"

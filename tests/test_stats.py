@@ -146,3 +146,18 @@ def test_log_loss():
     # (−ln 0.25 − ln 1.0) / 2 = ln 4 / 2 = ln 2
     loss = -torch.tensor([0.25, 1.0], dtype=torch.float64).log()
     assert float(stats.log_loss(loss, stats.full(2))[0]) == pytest.approx(math.log(2))
+
+
+def test_holm_and_benjamini_hochberg_match_hand_computed_values():
+    from promptcli.evaluation.stats import benjamini_hochberg, holm
+
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm: sorted 0.005·4, 0.01·3, 0.03·2, 0.04·1 = .02, .03, .06, .04 → non-decreasing .02, .03, .06, .06
+    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # BH: sorted 0.005·4/1, 0.01·4/2, 0.03·4/3, 0.04·4/4 = .02, .02, .04, .04 (already monotone)
+    assert benjamini_hochberg(p) == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    q = [0.01, 0.02, 0.03, 0.04, 0.05]
+    assert holm(q) == pytest.approx([0.05, 0.08, 0.09, 0.09, 0.09])
+    assert benjamini_hochberg(q) == pytest.approx([0.05] * 5)
+    assert holm([0.5, 0.9]) == [1.0, 1.0] and benjamini_hochberg([0.9, 0.5]) == pytest.approx([0.9, 0.9])
+    assert holm([]) == [] and benjamini_hochberg([0.2]) == [0.2]

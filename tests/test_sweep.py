@@ -9,6 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import promptcli
 import promptcli.sweeps.runner as sweep_module
 from conftest import REPO, write
 from promptcli.cli import app
@@ -221,3 +222,87 @@ def test_a_sweep_that_cannot_work_stops_before_writing_anything(tiny, tmp_path, 
                                       "--out", str(tmp_path / "o"), "--quiet", *args])
     assert result.exit_code != 0 and message in result.stderr and "internal error" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("correction,tied", [("holm", {"best", "six", "six-b"}), ("bh", {"best"}),
+                                             ("none", {"best"})])
+def test_leaderboard_adjusts_for_many_comparisons_and_names_the_rows_tied_with_the_best(correction, tied):
+    from promptcli.evaluation import stats
+
+    labels = ["negative", "positive"]
+
+    def wrong(rows: range) -> list[bool]:
+        return [i not in rows for i in range(40)]
+
+    # McNemar against the best, which is right everywhere: d discordant rows give p = 2^(1 - d)
+    variants = {"best": wrong(range(0)), "six": wrong(range(0, 6)), "six-b": wrong(range(6, 12)),
+                "seven": wrong(range(0, 7)), "ten": wrong(range(0, 10))}
+    rows = leaderboard([Scored(n, n, labels, _preds(c), 1.0) for n, c in variants.items()], correction=correction)
+    raw = {r.variant: r.p_value for r in rows if r.p_value is not None}
+    assert raw == pytest.approx({"six": 2 ** -5, "six-b": 2 ** -5, "seven": 2 ** -6, "ten": 2 ** -9})
+    adjust = {"holm": stats.holm, "bh": stats.benjamini_hochberg, "none": list}[correction]
+    assert {r.variant: r.p_adjusted for r in rows[1:]} == pytest.approx(dict(zip(raw, adjust(list(raw.values())))))
+    assert {r.variant for r in rows if r.tied} == tied  # every raw p is below 0.05; Holm keeps "six" tied
+    assert all(r.significant == (not r.tied) for r in rows[1:]) and rows[0].significant is None
+
+
+@pytest.mark.parametrize("ensemble_only", [False, True])
+def test_report_on_evaluates_the_chosen_variant_once_on_rows_the_ranking_never_saw(tiny, tmp_path, ensemble_only):
+    rows = [json.loads(line) for line in open(DATA)]
+    select = write(tmp_path / "select.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:20]))
+    report = write(tmp_path / "report.jsonl", "".join(json.dumps(r) + "\n" for r in rows[20:36]))
+    spec = {"data": str(select), "report_on": str(report), "templates": TEMPLATES[:2], "models": [tiny["gpt2"]],
+            "calibrate": ["none", "contextual"], "ensemble": ensemble_only, "options": {"batch_size": 8}}
+    state = sweep_module.sweep(spec, tmp_path / "out", progress=False)
+    best, chosen = state.leaderboard[0], state.report
+    assert best.n == 20 and chosen["variant"] == best.variant and chosen["selection"]["value"] == best.value
+    assert chosen["report"]["n"] == 16 and chosen["reported_on"] == str(report)
+    # the report number is an ordinary run of the chosen variant on the report rows
+    variant = next(v for v in state.variants.values() if v.name == best.variant) if not best.variant.startswith(
+        "ensemble") else None
+    if variant is not None:
+        again = promptcli.run(variant.variant.template, report, tiny["gpt2"], calibrate=variant.variant.calibrate,
+                              out=tmp_path / "again", progress=False, cache=False, store=False)
+        assert chosen["report"]["value"] == pytest.approx(again.accuracy)
+    # an ensemble is evaluated with its members: both templates ran on the report rows
+    assert len(list((tmp_path / "out/report-on").iterdir())) == (1 if variant is not None else 2)
+    text = (tmp_path / "out/report.md").read_text()
+    assert "Selected on one split, reported on another" in text and "evaluated once" in text
+    assert json.loads((tmp_path / "out/sweep.json").read_text())["report"] == chosen
+    with pytest.raises(promptcli.PromptcliError, match="report_on is the selection data"):
+        sweep_module.sweep({**spec, "report_on": str(select)}, tmp_path / "same", progress=False)
+
+
+def test_adaptive_sweep_drops_clear_losers_early_and_keeps_the_true_best(tiny, tmp_path):
+    """A constructed race: gold labels are what the 'straight' verbalizer predicts, so it is right on every
+    row and its mirror image ('swapped') wrong on every row; a third variant sits in between."""
+    from helpers import sentences
+
+    template = write(tmp_path / "t.yaml", yaml.safe_dump({"kind": "manual", "text": "{{ text }} It was {{ mask }}",
+                                                          "verbalizer": "straight.yaml"}))
+    for name, labels in (("straight", {"negative": ["bad"], "positive": ["good"]}),
+                         ("swapped", {"negative": ["good"], "positive": ["bad"]}),
+                         ("other", {"negative": ["boring"], "positive": ["fun"]})):
+        write(tmp_path / f"{name}.yaml", yaml.safe_dump({"labels": labels}))
+    rows = sentences(90, seed=5)
+    first = promptcli.run(template, rows, tiny["gpt2"], out=tmp_path / "gold", progress=False, cache=False,
+                          store=False)
+    by_index = {p.index: p.pred for p in first.predictions}
+    data = write(tmp_path / "data.jsonl", "".join(json.dumps({**r, "label": by_index[i]}) + "\n"
+                                                  for i, r in enumerate(rows)))
+    spec = {"data": str(data), "templates": [str(template)], "models": [tiny["gpt2"]],
+            "verbalizers": [str(tmp_path / f"{n}.yaml") for n in ("straight", "swapped", "other")]}
+    full = sweep_module.sweep(spec, tmp_path / "full", progress=False)
+    adaptive = sweep_module.sweep({**spec, "adaptive": 30}, tmp_path / "adaptive", progress=False)
+    tied = [{r.variant for r in s.leaderboard if r.tied} for s in (full, adaptive)]
+    assert tied[0] == tied[1] == {"t · verbalizer=straight"} and full.leaderboard[0].value == 1.0
+    race = adaptive.race
+    assert race["slice_rows"] == 30 and "t · verbalizer=swapped" in race["dropped"]
+    assert race["full"] == 90 * 3 and race["computed"] == 30 * 3 + 60 * (3 - len(race["dropped"]))
+    assert race["saved"] == 60 * len(race["dropped"]) > 0
+    statuses = {v.name: v.status for v in adaptive.variants.values()}
+    assert statuses["t · verbalizer=swapped"] == "dropped" and statuses["t · verbalizer=straight"] == "finished"
+    assert not any("swapped" in p.name for p in (tmp_path / "adaptive/variants").iterdir())
+    assert "## Adaptive" in (tmp_path / "adaptive/report.md").read_text()
+    with pytest.raises(promptcli.PromptcliError, match="adaptive sweeps choose their own"):
+        sweep_module.sweep({**spec, "adaptive": 30, "options": {"limit": 50}}, tmp_path / "bad", progress=False)

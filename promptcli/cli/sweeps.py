@@ -16,6 +16,7 @@ from ..spec.options import choices
 from .common import OUT, CacheOpt, DeviceOpt, Dtype, OutputFormat, StoreOpt, TrainOpt, app, given, reports_errors
 
 Metric = choices(option_values.Metric, "Metric")
+Correction = choices(option_values.Correction, "Correction")
 RunKind = choices(option_values.RunKind, "RunKind")
 
 
@@ -30,9 +31,16 @@ def run_and_print_sweep(spec: SweepSpec, out: Path | None, cache: bool, store: P
                       command=shlex.join(["promptcli", *sys.argv[1:]]))
     if format is OutputFormat.json:
         print(json.dumps({"out": str(folder), "leaderboard": [r.to_dict() for r in state.leaderboard],
-                          "skipped": dict(state.skipped)}))
+                          "skipped": dict(state.skipped), "report": state.report,
+                          "adaptive": state.race}))
     else:
         OUT.print(leaderboard_table(state.leaderboard, spec.metric))
+        from ..report.sweep import describe, describe_race
+
+        if state.race:
+            OUT.print(f"[bold]adaptive:[/] {escape(describe_race(state.race))}", highlight=False)
+        if state.report:
+            OUT.print(f"[bold]selected, then reported:[/] {escape(describe(state.report))}", highlight=False)
         for name, reason in state.skipped:
             OUT.print(f"[yellow]skipped[/] {escape(name)}: {escape(reason)}", highlight=False)
         OUT.print(f"files: {folder}/leaderboard.csv, leaderboard.json, report.md, report.html")
@@ -60,7 +68,8 @@ def _values(option: str, text: str | None, kind: type = str) -> list | None:
 @reports_errors
 def sweep(
     paths: Annotated[list[Path], typer.Argument(help="A sweep YAML file, or template files (the shorthand).")],
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Data file (shorthand, or overriding the sweep file's).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", "--select-on", "-d", help="Data file the variants are ranked on (shorthand, or overriding the sweep file's).")] = None,
+    report_on: Annotated[Optional[Path], typer.Option(help="Evaluate the variant ranked first once on these rows, after the ranking, and report both numbers.")] = None,
     train: TrainOpt = None,
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A model; repeat for several.")] = None,
     verbalizer: Annotated[Optional[list[Path]], typer.Option(help="A verbalizer axis value; repeat for several.")] = None,
@@ -71,6 +80,8 @@ def sweep(
     ensemble: Annotated[Optional[bool], typer.Option(help="Add the ensemble of the templates as a variant.")] = None,
     weighted: Annotated[Optional[bool], typer.Option(help="Weight ensemble members by their accuracy.")] = None,
     metric: Annotated[Optional[Metric], typer.Option(help="The ranking metric \\[default: accuracy].")] = None,
+    correction: Annotated[Optional[Correction], typer.Option(help="Adjust p-values against the best for the number of comparisons: holm, bh (Benjamini–Hochberg) or none \\[default: holm].")] = None,
+    adaptive: Annotated[Optional[int], typer.Option(min=2, help="Score every variant on a sample of N rows first; only those not significantly worse than the best there run on all rows.")] = None,
     show: Annotated[Optional[str], typer.Option(help="A variant whose confusion matrix the report shows beside the best's.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder; the same folder again resumes the sweep.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass.")] = None,
@@ -98,11 +109,12 @@ def sweep(
             raise typer.BadParameter("the shorthand needs --data and at least one --model (or pass a sweep file)")
         spec = checked(SweepSpec, {"data": str(data), "templates": [str(p) for p in paths], "models": model},
                        what="sweep option")
-    updates = given(data=data, train=train, models=model or None,
+    updates = given(data=data, report_on=report_on, train=train, models=model or None,
                     verbalizers=[str(v) for v in verbalizer] if verbalizer else None,
                     shots=_values("--shots", shots, int), seeds=_values("--seeds", seeds, int),
                     normalize=_values("--normalize", normalize), calibrate=_values("--calibrate", calibrate),
-                    ensemble=ensemble, weighted=weighted, metric=metric, show=show)
+                    ensemble=ensemble, weighted=weighted, metric=metric, correction=correction, adaptive=adaptive,
+                    show=show)
     options = given(batch_size=batch_size, limit=limit, subsample=subsample, rows=rows, device=device, dtype=dtype,
                     label_field=label_field,
                     skip_invalid=skip_invalid, max_length=max_length)

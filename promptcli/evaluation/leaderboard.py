@@ -2,9 +2,12 @@
 
 Each leaderboard row is a variant (its seeds together: value = mean over seeds, with their
 std). The 95% interval is a percentile bootstrap over examples (1,000 resamples, seeded); the
-same resampled example sets serve every variant, so comparisons are paired. A row differs
-significantly from the best when p < 0.05 by McNemar's exact test (accuracy, one seed each)
-or else by a paired bootstrap of the metric's difference (two-sided).
+same resampled example sets serve every variant, so comparisons are paired. Each row is compared
+with the best by McNemar's exact test (accuracy, one seed each) or else by a paired bootstrap of the
+metric's difference (two-sided). With many variants some would look "significantly worse" by chance,
+so the p-values are adjusted for the number of comparisons (Holm by default, which bounds the chance
+of any false "worse"; Benjamini–Hochberg, which bounds the share of false ones, on request): a row is
+significantly worse when its adjusted p < 0.05, and the rows that are not are *tied with the best*.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from .outputs import Prediction
 
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "ece": False, "log_loss": False}
 ALPHA = 0.05
+CORRECTIONS = {"holm": stats.holm, "bh": stats.benjamini_hochberg, "none": list}
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no correction"}
 
 
 @dataclass
@@ -47,12 +52,15 @@ class Row:
     examples_per_s: float
     p_value: float | None  # against the best row
     test: str | None
-    significant: bool | None
+    significant: bool | None  # adjusted p < ALPHA
     accuracy: float
     macro_f1: float
     ece: float
     log_loss: float
     cached: float = 0.0  # share of examples read from the score cache
+    p_adjusted: float | None = None  # p_value adjusted for the number of comparisons with the best
+    correction: str = "none"
+    tied: bool = True  # the best, or not significantly worse than it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,9 +102,12 @@ def align(entries: Sequence[Scored]) -> list[int]:
     return sorted(common)
 
 
-def leaderboard(entries: Sequence[Scored], metric: str = "accuracy", resamples: int = 1000, seed: int = 0) -> list[Row]:
+def leaderboard(entries: Sequence[Scored], metric: str = "accuracy", resamples: int = 1000, seed: int = 0,
+                correction: str = "holm") -> list[Row]:
     if metric not in HIGHER_IS_BETTER:
         raise ValueError(f"unknown metric '{metric}' (one of: {', '.join(HIGHER_IS_BETTER)})")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction '{correction}' (one of: {', '.join(CORRECTIONS)})")
     entries = [e for e in entries if e.predictions and all(p.gold is not None for p in e.predictions)]
     if not entries:
         return []
@@ -124,18 +135,22 @@ def leaderboard(entries: Sequence[Scored], metric: str = "accuracy", resamples: 
     better = HIGHER_IS_BETTER[metric]
     order = sorted(summary, key=lambda name: (-summary[name][0] if better else summary[name][0], name))
     best = order[0]
+    tests = {name: _compare(columns[best], columns[name], summary[best][4], summary[name][4], metric)
+             for name in order[1:]}
+    adjusted = dict(zip(tests, CORRECTIONS[correction]([p for p, _ in tests.values()])))
     rows = []
     for rank, name in enumerate(order, start=1):
-        mean, std, low, high, samples = summary[name]
-        p_value, test = None, None
-        if name != best:
-            p_value, test = _compare(columns[best], columns[name], summary[best][4], samples, metric)
+        mean, std, low, high, _ = summary[name]
+        p_value, test = tests.get(name, (None, None))
+        p_adjusted = adjusted.get(name)
         members = groups[name]
         rows.append(Row(rank=rank, variant=name, metric=metric, value=mean, std=std, low=low, high=high,
                         seeds=len(members), n=n,
                         examples_per_s=sum(e.examples_per_s for e in members) / len(members),
                         cached=sum(e.cached for e in members) / len(members), p_value=p_value,
-                        test=test, significant=None if p_value is None else p_value < ALPHA,
+                        test=test, significant=None if p_adjusted is None else p_adjusted < ALPHA,
+                        p_adjusted=p_adjusted, correction=correction,
+                        tied=p_adjusted is None or p_adjusted >= ALPHA,
                         **{m: float(value(name, m, full)[0]) for m in HIGHER_IS_BETTER}))
     return rows
 

@@ -71,6 +71,11 @@ class ScorePredictor:
                         self.shared_prefix = self._scorer.share_prefix(full)
         return self._scorer
 
+    @property
+    def forward_passes(self) -> int:
+        """Rows fed to the model so far (0 while the cache has answered everything)."""
+        return self._scorer.sequences if self._scorer is not None else 0
+
     def close(self) -> None:
         if self._detach is not None:
             self._detach.__exit__(None, None, None)

@@ -173,3 +173,27 @@ def reliability(confidence: Sequence[float], correct: Sequence[bool], bins: int 
     right = torch.tensor([bool(c) for c in correct], dtype=torch.float64)
     value = float(ece(right, conf, full(len(conf)), bins)[0]) if len(conf) else 0.0
     return Reliability(reliability_bins(confidence, correct, bins), value)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error): sorted ascending, the i-th (0-based) of m is
+    multiplied by m − i, made non-decreasing, capped at 1; returned in the input's order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini–Hochberg adjusted p-values (false discovery rate): the i-th smallest (1-based) of m is
+    multiplied by m / i, made non-decreasing from the largest down, capped at 1; in the input's order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i], reverse=True)
+    adjusted, running = [0.0] * m, 1.0
+    for k, i in enumerate(order):
+        running = min(running, p_values[i] * m / (m - k))
+        adjusted[i] = min(1.0, running)
+    return adjusted

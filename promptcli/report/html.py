@@ -49,13 +49,13 @@ def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 def leaderboard_table(rows: Sequence[Mapping[str, Any]]) -> str:
     head = "".join(f'<th class="{"num" if c not in ("variant", "metric") else ""}">{c}</th>' for c in
-                   ("#", "variant", "metric", "value", "95% CI", "n", "examples/s", "significant"))
+                   ("#", "variant", "metric", "value", "95% CI", "n", "examples/s", "vs best"))
     body = []
     for rank, row in enumerate(rows, 1):
         metric = str(row.get("metric", ""))
         low, high = row.get("low"), row.get("high")
         ci = f"{_fmt(low, metric)} – {_fmt(high, metric)}" if low is not None and high is not None else "—"
-        sig = {True: "yes", False: "no"}.get(row.get("significant"), "—")
+        sig = {True: "worse", False: "tied"}.get(row.get("significant"), "best")
         speed = row.get("examples_per_s")
         cells = [str(rank), esc(row.get("variant", "")), esc(metric), _fmt(row.get("value"), metric), ci,
                  esc(row.get("n", "")), "—" if speed is None else speed_cell(speed, row.get("cached", 0.0)), sig]
@@ -259,7 +259,8 @@ def write_html_report(path: str | os.PathLike, *, title: str, leaderboard: list[
                       agreement: dict[str, dict[str, int]] | None = None, notes: Sequence[str] = ()) -> None:
     """Write the report atomically (a crash leaves the old file or the new one).
 
-    `leaderboard`: rows `{variant, metric, value, low, high, examples_per_s, significant, n}`,
+    `leaderboard`: rows `{variant, metric, value, low, high, examples_per_s, significant, n}` (significant:
+    True worse than the best, False tied with it, None the best),
     best first (the order is kept). `confusions`: variant → `{labels, matrix[gold][pred]}`.
     `reliability`: variant → `stats.reliability(...)`. `agreement`: variant →
     `{agreement level: count}`; the section is left out when there is none.

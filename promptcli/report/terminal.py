@@ -133,7 +133,8 @@ def leaderboard_table(rows: list[Row], metric: str) -> Table:
         if r.p_value is None:
             versus = "best"
         else:
-            versus = f"{'[red]≠[/] ' if r.significant else '≈ '}p={r.p_value:.3g}"
+            adjusted = f" ({r.correction} {r.p_adjusted:.3g})" if r.correction != "none" and r.p_adjusted is not None else ""
+            versus = f"{'[red]worse[/]' if r.significant else 'tied'} p={r.p_value:.3g}{adjusted}"
         table.add_row(str(r.rank), r.variant, value, f"{fmt(r.low)}–{fmt(r.high)}", speed_cell(r.examples_per_s, r.cached), versus)
     return table
 

@@ -22,6 +22,7 @@ Select = Literal["random", "balanced", "first", "similar"]
 Strategy = Literal["greedy", "sample"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 DataFormat = Literal["jsonl", "json", "csv", "tsv"]
+Correction = Literal["holm", "bh", "none"]  # multiple comparisons against the best
 Metric = Literal["accuracy", "macro_f1", "ece", "log_loss"]
 RunKind = Literal["run", "sweep"]
 Init = Literal["random", "vocab", "text", "labels"]

@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, create_model
 
 from ..errors import SpecError
 from .loading import spec_error
-from .options import Calibrate, Metric, Normalize
+from .options import Calibrate, Correction, Metric, Normalize
 from .runconfig import RunConfig
 from .verbalizer import Strict
 from .yamlfile import load_yaml
@@ -31,7 +31,9 @@ class SweepSpec(Strict):
     """A sweep file: the data, the axes, and how to rank. Paths are relative to the file."""
 
     name: str | None = None
-    data: str
+    data: str  # the rows variants are ranked on (the selection split)
+    report_on: str | None = Field(None, description="rows the first-ranked variant is evaluated on once, after the "
+                                                    "ranking (the report split)")
     train: str | None = None
     templates: list[str] = Field(min_length=1, description="template files (globs allowed)")
     verbalizers: list[str | None] = [None]  # None: each template's own
@@ -43,6 +45,10 @@ class SweepSpec(Strict):
     ensemble: bool = False
     weighted: bool = Field(False, description="weight ensemble members by their accuracy")
     metric: Metric = "accuracy"
+    correction: Correction = Field("holm", description="multiple comparisons with the best: holm, bh or none")
+    adaptive: int | None = Field(None, ge=2, description="first score every variant on a seeded sample of this "
+                                                         "many rows; only those not significantly worse than the "
+                                                         "best there run on all rows")
     show: str | None = Field(None, description="a variant whose confusion matrix the report shows beside the best's")
     options: SweepOptions = SweepOptions()  # type: ignore[valid-type]
 
@@ -68,7 +74,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
                             field="templates")
         templates += found
     models = [m if not (base / m).exists() else str(base / m) for m in spec.models]
-    return spec.model_copy(update={"data": resolve(spec.data), "train": resolve(spec.train), "templates": templates,
+    return spec.model_copy(update={"data": resolve(spec.data), "train": resolve(spec.train),
+                                   "report_on": resolve(spec.report_on), "templates": templates,
                                    "verbalizers": [resolve(v) for v in spec.verbalizers], "models": models})
 
 

@@ -7,6 +7,7 @@ continues where it stopped.
 """
 from __future__ import annotations
 
+import functools
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -24,6 +25,8 @@ from ..spec.runconfig import checked
 from ..spec.sweepfile import SweepSpec, load_sweep, shared_options
 from ..store.runs import RunStore, open_store
 from .ensemble import ensembles
+from .adaptive import race, work
+from .holdout import report_chosen
 from .variants import Variant, display_names, expand, group_name, skip_reason, template_labels
 
 STATE = "sweep.json"
@@ -59,12 +62,17 @@ class SweepState:
     command: str | None
     variants: dict[str, VariantEntry] = field(default_factory=dict)
     leaderboard: list[Row] | None = None
+    report: dict[str, Any] | None = None  # the chosen variant on the report split (`report_on`)
+    race: dict[str, Any] | None = None  # adaptive sweeps: what the first slice decided, and the work saved
 
     def to_dict(self) -> dict[str, Any]:
         data = {"spec": self.spec, "store_id": self.store_id, "command": self.command,
                 "variants": {slug: v.to_dict() for slug, v in self.variants.items()}}
         if self.leaderboard is not None:
             data["leaderboard"] = [r.to_dict() for r in self.leaderboard]
+        for key in ("report", "race"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
         return data
 
     @classmethod
@@ -73,7 +81,8 @@ class SweepState:
         rows = data.get("leaderboard")
         return cls(spec=data["spec"], store_id=data.get("store_id"), command=data.get("command"),
                    variants={slug: VariantEntry.from_dict(v) for slug, v in data.get("variants", {}).items()},
-                   leaderboard=[Row.from_dict(r) for r in rows] if rows is not None else None)
+                   leaderboard=[Row.from_dict(r) for r in rows] if rows is not None else None,
+                   report=data.get("report"), race=data.get("race"))
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -123,7 +132,13 @@ def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool 
 
 def check_before_running(spec: SweepSpec, names: dict[Variant, str]) -> None:
     """What every variant needs, checked once: the data files, and that `show` names a variant."""
-    for key, path in (("data", spec.data), ("train", spec.train)):
+    if spec.adaptive and any(getattr(spec.options, k) is not None for k in ("rows", "subsample", "limit")):
+        raise RunError("adaptive sweeps choose their own first slice of rows; drop rows, subsample and limit",
+                       field="adaptive")
+    if spec.report_on is not None and Path(spec.report_on).resolve() == Path(spec.data).resolve():
+        raise RunError("report_on is the selection data itself; the report split must be rows the ranking never saw",
+                       field="report_on")
+    for key, path in (("data", spec.data), ("train", spec.train), ("report_on", spec.report_on)):
         if path is not None and not Path(path).is_file():
             raise DataError("data file not found" if not Path(path).is_dir() else "this is a folder, not a data file",
                             path=path, field=key)
@@ -146,42 +161,81 @@ def _close(runs: RunStore | None, state: SweepState, status: str) -> None:
 
 def _run_variants(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str], kinds: dict[str, str],
                   state: SweepState, out: Path, progress: bool, cache: Any, store: Any) -> None:
-    """Every variant (each model loaded once), then the ensembles, the leaderboard and the report files."""
-    state_path = out / STATE
-    results: dict[Variant, Scored] = {}
+    """Every variant (each model loaded once; with `adaptive`, first all on a slice of rows, then the ones
+    still in the race on all rows), then the ensembles, the leaderboard and the report files."""
+    run_one = functools.partial(_run_variant, cache=cache, store=store, parent=state.store_id)
     with new_progress() if progress else nullcontext() as display:
-        overall = display.add_task("sweep", total=len(variants)) if progress else None
-        for model in spec.models:  # each model loads once
-            pool = ModelPool()  # the previous model is freed before this one loads
-            for variant in [v for v in variants if v.model == model]:
-                folder = out / "variants" / variant.slug()
-                entry = VariantEntry(name=names[variant], folder=str(folder.relative_to(out)), variant=variant)
-                entry.reason = skip_reason(variant, kinds[model], spec)
-                if entry.reason is None:
-                    try:
-                        results[variant] = _run_variant(variant, names[variant], folder, spec, pool,
-                                                        display if progress else False, cache, store, state.store_id)
-                        entry.status = "finished"
-                    except PromptcliError as exc:
-                        entry.reason = exc.message
-                    except KeyboardInterrupt as exc:
-                        exc.resume = f"the same sweep with --out {out}"
-                        raise
-                if entry.reason is not None:
-                    entry.status = "skipped"
-                state.variants[variant.slug()] = entry
-                write_json(state_path, state.to_dict())
-                if progress:
-                    display.advance(overall)
+        racing = variants
+        if spec.adaptive:
+            sliced = spec.model_copy(update={"options": spec.options.model_copy(update={"subsample": spec.adaptive})})
+            first = _run_each(sliced, variants, names, kinds, out, "slice", None, display if progress else False,
+                              run_one)
+            racing = _race(spec, variants, names, first, state)
+        results = _run_each(spec, racing, names, kinds, out, "variants", state, display if progress else False,
+                            run_one)
+    if state.race is not None:
+        state.race.update(work(state.race["slice_rows"], list(first.values()), list(results.values())))
     entries = list(results.values())
     if spec.ensemble:
         entries += ensembles(results, names, spec, out)
-    state.leaderboard = leaderboard(entries, spec.metric)
-    write_json(state_path, state.to_dict())
-    write_reports(out, spec, state.leaderboard, entries, state.skipped)
+    state.leaderboard = leaderboard(entries, spec.metric, correction=spec.correction)
+    if spec.report_on and state.leaderboard:
+        state.report = report_chosen(spec, state.leaderboard[0], results, names, out,
+                                     functools.partial(run_one, display=False))
+    write_json(out / STATE, state.to_dict())
+    write_reports(out, spec, state.leaderboard, entries, state.skipped, state.report, state.race)
 
 
-def _run_variant(variant: Variant, name: str, folder: Path, spec: SweepSpec, pool: ModelPool, display: Any,
+def _run_each(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str], kinds: dict[str, str], out: Path,
+              root: str, state: SweepState | None, display: Any, run_one: Any) -> dict[Variant, Scored]:
+    """Run `variants` into `out/root/<slug>` (finished ones are read back); with a `state`, record how each
+    ended in sweep.json as it goes."""
+    results: dict[Variant, Scored] = {}
+    overall = display.add_task("sweep" if root == "variants" else f"sweep: {root}", total=len(variants)) \
+        if display else None
+    for model in spec.models:  # each model loads once
+        pool = ModelPool()  # the previous model is freed before this one loads
+        for variant in [v for v in variants if v.model == model]:
+            folder = out / root / variant.slug()
+            entry = VariantEntry(name=names[variant], folder=str(folder.relative_to(out)), variant=variant)
+            entry.reason = skip_reason(variant, kinds[model], spec)
+            if entry.reason is None:
+                try:
+                    results[variant] = run_one(variant, names[variant], folder, spec, pool, display=display)
+                    entry.status = "finished"
+                except PromptcliError as exc:
+                    entry.reason = exc.message
+                except KeyboardInterrupt as exc:
+                    exc.resume = f"the same sweep with --out {out}"
+                    raise
+            if entry.reason is not None:
+                entry.status = "skipped"
+            if state is not None:
+                state.variants[variant.slug()] = entry
+                write_json(out / STATE, state.to_dict())
+            if display:
+                display.advance(overall)
+    return results
+
+
+def _race(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str], first: dict[Variant, Scored],
+          state: SweepState) -> list[Variant]:
+    """Drop the variants significantly worse than the best on the slice; record them and return the rest."""
+    staying, out_rows = race(list(first.values()), spec.metric, spec.correction)
+    n = max((len(s.predictions) for s in first.values()), default=0)
+    state.race = {"slice_rows": n, "dropped": {r.variant: {"value": r.value, "p_adjusted": r.p_adjusted}
+                                               for r in out_rows}}
+    dropped = [v for v in first if group_name(names[v]) not in staying]
+    for v in dropped:
+        row = state.race["dropped"][group_name(names[v])]
+        state.variants[v.slug()] = VariantEntry(
+            name=names[v], folder=str(Path("slice") / v.slug()), variant=v, status="dropped",
+            reason=f"significantly worse than the best on the first {n} rows ({spec.metric} "
+                   f"{row['value']:.4g}, adjusted p={row['p_adjusted']:.3g})")
+    return [v for v in variants if v not in dropped]
+
+
+def _run_variant(variant: Variant, name: str, folder: Path, spec: SweepSpec, pool: ModelPool, *, display: Any,
                  cache: bool, store: Any, parent: int | None) -> Scored:
     record_path = folder / RUN
     status = read_json(record_path).get("status") if record_path.exists() else None
