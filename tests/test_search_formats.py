@@ -77,3 +77,36 @@ def test_cli_prints_the_spread_and_names_what_was_skipped(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     assert "format spread" in result.output and "causal" in result.output
     assert "skipped" in result.output and "chat template" in result.output  # the tiny gpt2 has none
+
+
+def test_order_variants_keep_the_demonstrations_and_change_only_their_order(tiny, tmp_path):
+    from promptcli.search.spread import write_variants
+
+    written = write_variants(REPO / "templates/sst2/causal-fewshot.yaml", tmp_path, 10, seed=0, vary=("order",),
+                             orders=3)
+    orders = [f.order for f in written.values()]
+    assert orders[0] is None and sorted(orders[1:]) == [1, 2, 3]
+    prompts = []
+    for path in written:
+        (row,) = promptcli.render(path, REPO / "examples/sst2.jsonl", limit=1, train=REPO / "examples/sst2.jsonl")
+        prompts.append(row["text"])
+    blocks = [sorted(p.split("\n\n")) for p in prompts]
+    assert all(b == blocks[0] for b in blocks)  # the same demonstrations and query
+    assert len(set(prompts)) > 1  # in other orders
+
+
+def test_demonstration_order_is_a_seeded_permutation_of_the_same_rows():
+    from promptcli.prompt.demos import DemoSelector
+    from promptcli.spec.data import Example
+    from promptcli.spec.template import DemonstrationsSpec
+
+    pool = [Example(index=i, line=i + 1, fields={"text": f"row {i}"}, gold=("a", "b")[i % 2]) for i in range(12)]
+
+    def chosen(order):
+        selector = DemoSelector(pool, DemonstrationsSpec(per_class=3, order=order), ["a", "b"], {"a": "A", "b": "B"},
+                                ["text"])
+        query = Example(index=99, line=99, fields={"text": "query"}, gold=None)
+        return [d.fields["text"] for d in selector.select(query).demos]
+
+    plain, shuffled = chosen(None), chosen(5)
+    assert sorted(plain) == sorted(shuffled) and plain != shuffled and shuffled == chosen(5)

@@ -79,6 +79,8 @@ def formats(
     variants: Annotated[int, typer.Option(min=1, help="Format variants per base template, the template as written included.", rich_help_panel=SEARCH)] = 12,
     seed: Annotated[int, typer.Option(help="Seed for drawing the variants.", rich_help_panel=SEARCH)] = 0,
     verbalizer: Annotated[Optional[list[Path]], typer.Option(help="Also try these label words (e.g. from `search words`); repeat for several.", rich_help_panel=SEARCH)] = None,
+    vary: Annotated[Optional[str], typer.Option(help="What may change, comma-separated: names, separator, case, instruction, order \\[default: all].", rich_help_panel=SEARCH)] = None,
+    orders: Annotated[int, typer.Option(min=0, help="Few-shot templates: this many permutations of the demonstrations join the variants.", rich_help_panel=SEARCH)] = 0,
     train: Annotated[Optional[Path], typer.Option(help="Labelled rows to draw demonstrations from (few-shot templates).")] = None,
     normalize: Annotated[Optional[Normalize], typer.Option(help="Causal length normalisation, or pmi \\[default: the template's].")] = None,
     calibrate: Annotated[Optional[Calibrate], typer.Option(help="contextual: correct by content-free inputs \\[default: the template's].")] = None,
@@ -94,10 +96,17 @@ def formats(
     which variants are statistically tied with its best."""
     from ..search.spread import search_formats
 
+    from ..search.formats import DIMENSIONS
+
     if model is None:
         raise typer.BadParameter("give the model with --model")
+    varied = tuple(v.strip() for v in vary.split(",")) if vary else DIMENSIONS
+    unknown = [v for v in varied if v not in DIMENSIONS]
+    if unknown:
+        raise typer.BadParameter(f"{', '.join(unknown)}: not one of {', '.join(DIMENSIONS)}", param_hint="--vary")
     result = search_formats(templates, data, model, out=out, count=variants, seed=seed,
-                            verbalizers=[str(v) for v in verbalizer or []], train=train, progress=not quiet,
+                            verbalizers=[str(v) for v in verbalizer or []], train=train, vary=varied, orders=orders,
+                            progress=not quiet,
                             cache=cache, **given(normalize=normalize, calibrate=calibrate, subsample=subsample,
                                                  label_field=label_field, device=device, batch_size=batch_size))
     table = Table(title=f"format spread · accuracy · {escape(str(data))}", title_justify="left")

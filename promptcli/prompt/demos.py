@@ -4,8 +4,13 @@
 - `random`: a seeded random sample, the same for every query;
 - `balanced`: labels take turns (round-robin in verbalizer order), each label's rows in a
   seeded random order, the same for every query;
-- `similar`: per query, the training rows nearest by TF-IDF cosine over the template's fields
-  (cheap, deterministic, needs no model weights); the most similar sits closest to the query.
+- `similar`: per query, the training rows nearest over the template's fields, by TF-IDF cosine
+  (`similarity: tfidf`: cheap, deterministic, no weights) or by the cosine of all-MiniLM-L6-v2
+  sentence embeddings (`similarity: minilm`: meaning, not shared words; the pool is encoded once
+  and cached); the most similar sits closest to the query.
+
+`order: K` permutes the chosen demonstrations with seed K (the same rows, another order), to measure
+how much the order alone moves accuracy.
 
 A demonstration is never the query itself: a training row whose fields equal the query's is
 skipped (and counted) and the next candidate takes its place.
@@ -51,7 +56,8 @@ class DemoSelector:
                 rng.shuffle(rows)
             self.by_label = by_label
         elif spec.select == "similar":
-            self.index = TfIdf([self.key_text(e) for e in self.pool])
+            texts = [self.key_text(e) for e in self.pool]
+            self.index = Embedded(texts) if spec.similarity == "minilm" else TfIdf(texts)
         self.order = getattr(self, "order", list(range(len(self.pool))))
 
     @property
@@ -83,6 +89,8 @@ class DemoSelector:
                 chosen.append(i)
             if self.spec.select == "similar":
                 chosen.reverse()  # most similar last, next to the query
+        if self.spec.order is not None:  # the same rows in another order, the same for every query
+            random.Random(self.spec.order).shuffle(chosen)
         demos = [Demo(fields=self.pool[i].fields, label=self.pool[i].gold, word=self.words[self.pool[i].gold])
                  for i in chosen]
         return Selection(demos, skipped)
@@ -134,3 +142,19 @@ class TfIdf:
             for i, v in self.postings.get(w, ()):
                 scores[i] += q * v
         return sorted(range(self.size), key=lambda i: (-scores[i], i))
+
+
+class Embedded:
+    """Cosine similarity of all-MiniLM-L6-v2 sentence embeddings (unit vectors: a dot product)."""
+
+    def __init__(self, texts: Sequence[str]):
+        from ..models.sentences import pool_embeddings
+
+        self.vectors = pool_embeddings(texts)
+
+    def nearest(self, text: str) -> list[int]:
+        """Indices of all documents, most similar first (ties keep file order)."""
+        from ..models.sentences import embed
+
+        scores = (self.vectors @ embed([text])[0]).tolist()
+        return sorted(range(len(scores)), key=lambda i: (-round(scores[i], 6), i))

@@ -6,7 +6,8 @@ template's own words and layout, never the data or the answer slot:
 - field names: as written, a generic word ("Text:" / "Input:"), or none;
 - the separator between lines: a newline, a blank line, or a space;
 - casing of the template's own words: as written, lower case, upper case;
-- the instruction lines: kept or dropped.
+- the instruction lines: kept or dropped;
+- the order of the demonstrations (few-shot templates): as selected, or permuted with a seed.
 """
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ class Format:
     separator: str = "newline"
     case: str = "as written"
     instruction: bool = True
+    order: int | None = None  # demonstrations permuted with this seed
 
     def describe(self) -> str:
         return (f"field names {self.names}, lines joined by {self.separator}, case {self.case}, "
-                f"instruction {'kept' if self.instruction else 'dropped'}")
+                f"instruction {'kept' if self.instruction else 'dropped'}"
+                + (f", demonstrations in order {self.order}" if self.order is not None else ""))
 
     @property
     def original(self) -> bool:
@@ -63,18 +66,29 @@ def apply(text: str, fmt: Format) -> str:
     return joined + ("\n" if text.endswith("\n") else "")
 
 
-def variants(text: str, count: int, seed: int) -> list[Format]:
-    """The original format and up to `count` − 1 others, drawn with `seed` among those that change the text."""
-    has_instruction = any("{{" not in line and line.strip() for line in text.split("\n"))
-    has_names = any(FIELD_LINE.match(line) for line in text.split("\n"))
-    every = [Format(n, s, c, i) for n, s, c, i in itertools.product(
-        NAMES if has_names else NAMES[:1], SEPARATORS, CASES, (True, False) if has_instruction else (True,))]
-    seen = {apply(text, Format())}
+DIMENSIONS = ("names", "separator", "case", "instruction", "order")
+
+
+def variants(text: str, count: int, seed: int, vary: tuple[str, ...] = DIMENSIONS, orders: int = 0) -> list[Format]:
+    """The original format and up to `count` − 1 others, drawn with `seed` among those that differ, varying
+    only the dimensions in `vary` (`orders`: how many demonstration orders besides the selected one)."""
+    lines = text.split("\n")
+    choices = {
+        "names": NAMES if any(FIELD_LINE.match(line) for line in lines) else NAMES[:1],
+        "separator": tuple(SEPARATORS),
+        "case": CASES,
+        "instruction": (True, False) if any("{{" not in line and line.strip() for line in lines) else (True,),
+        "order": (None, *range(1, orders + 1)),
+    }
+    default = Format()
+    axes = [choices[d] if d in vary else (getattr(default, d),) for d in DIMENSIONS]
+    seen = {(apply(text, default), None)}
     distinct = []
-    for fmt in every[1:]:
-        rendered = apply(text, fmt)
-        if rendered not in seen:  # two formats that write the same text are one variant
-            seen.add(rendered)
+    for values in itertools.product(*axes):
+        fmt = Format(*values)
+        key = (apply(text, fmt), fmt.order)
+        if key not in seen:  # two formats that give the same prompt are one variant
+            seen.add(key)
             distinct.append(fmt)
     random.Random(seed).shuffle(distinct)
-    return [Format()] + distinct[:max(count - 1, 0)]
+    return [default] + distinct[:max(count - 1, 0)]

@@ -26,7 +26,7 @@ from ..spec.loading import load_template
 from ..spec.sweepfile import SweepSpec
 from ..spec.runconfig import checked
 from ..sweeps.runner import run_sweep
-from .formats import Format, apply, variants
+from .formats import DIMENSIONS, Format, apply, variants
 
 
 @dataclass
@@ -58,7 +58,8 @@ class FormatSearch:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # variant → why it could not run
 
 
-def write_variants(template: Path, out: Path, count: int, seed: int) -> dict[Path, Format]:
+def write_variants(template: Path, out: Path, count: int, seed: int, vary: tuple[str, ...] = DIMENSIONS,
+                   orders: int = 0) -> dict[Path, Format]:
     """Each format variant of `template` as a template file under `out` (paths in it made absolute)."""
     loaded = load_template(template)
     raw = loaded.doc.data
@@ -66,8 +67,11 @@ def write_variants(template: Path, out: Path, count: int, seed: int) -> dict[Pat
         raise SpecError(f"search formats varies a template's `text`; this {loaded.kind} template has none",
                         path=str(template))
     written = {}
-    for i, fmt in enumerate(variants(raw["text"], count, seed)):
+    demonstrations = raw.get("demonstrations")
+    for i, fmt in enumerate(variants(raw["text"], count, seed, vary, orders if demonstrations else 0)):
         data = dict(raw, text=apply(raw["text"], fmt), name=f"{template.stem}-f{i:02d}")
+        if fmt.order is not None:
+            data["demonstrations"] = {**demonstrations, "order": fmt.order}
         if isinstance(data.get("verbalizer"), str):
             data["verbalizer"] = str((template.parent / data["verbalizer"]).resolve())
         path = out / template.stem / f"{template.stem}-f{i:02d}.yaml"
@@ -80,7 +84,9 @@ def write_variants(template: Path, out: Path, count: int, seed: int) -> dict[Pat
 
 def search_formats(templates: Sequence[str | Path], data: str | Path, model: str, *, out: str | Path,
                    count: int = 12, seed: int = 0, verbalizers: Sequence[str] = (), train: str | Path | None = None,
-                   progress: bool = True, cache: bool = True, store: Any = None, **options: Any) -> FormatSearch:
+                   vary: Sequence[str] = DIMENSIONS, orders: int = 0,
+                   progress: bool = True, cache: bool | str | Path = True, store: Any = None, **options: Any
+                   ) -> FormatSearch:
     """Write every base template's format variants, run them as one sweep, and measure each base's spread.
 
     `options` are the sweep's shared run options (calibrate and normalize included: one value each)."""
@@ -90,7 +96,7 @@ def search_formats(templates: Sequence[str | Path], data: str | Path, model: str
     for template in map(Path, templates):
         if template.stem in bases:
             raise SpecError("two base templates share a file name; rename one", path=str(template))
-        bases[template.stem] = write_variants(template, out / "templates", count, seed)
+        bases[template.stem] = write_variants(template, out / "templates", count, seed, tuple(vary), orders)
     spec = checked(SweepSpec, {"name": "formats", "data": str(data), "models": [model],
                                "train": str(train) if train else None,
                                "templates": [str(p) for files in bases.values() for p in files],

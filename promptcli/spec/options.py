@@ -19,6 +19,7 @@ Calibrate = Literal["none", "contextual"]
 Aggregate = Literal["mean", "max", "sum"]
 MultiToken = Literal["mean", "sum", "first"]
 Select = Literal["random", "balanced", "first", "similar"]
+Similarity = Literal["tfidf", "minilm"]  # how `similar` measures nearness
 Strategy = Literal["greedy", "sample"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 DataFormat = Literal["jsonl", "json", "csv", "tsv"]

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
-from .options import Calibrate, Normalize, Select, Strategy
+from .options import Calibrate, Normalize, Select, Similarity, Strategy
 from .verbalizer import Strict, VerbalizerRef
 
 # Private-use characters the renderer writes for the answer slot, a data field (in PMI's premise) and soft-prompt
@@ -40,8 +40,12 @@ class DemonstrationsSpec(Strict):
     count: int = Field(4, ge=0, description="how many demonstrations in all")
     per_class: int | None = Field(None, ge=1, description="or: this many per label (overrides count)")
     select: Select = Field(
-        "balanced", description="random | balanced (round-robin over labels) | first | similar (TF-IDF nearest)")
+        "balanced", description="random | balanced (round-robin over labels) | first | similar (nearest by `similarity`)")
+    similarity: Similarity = Field(
+        "tfidf", description="select: similar by TF-IDF cosine, or by all-MiniLM-L6-v2 sentence embeddings (minilm)")
     seed: int = 13
+    order: int | None = Field(None, description="permute the chosen demonstrations with this seed: the same rows "
+                                                "in another order (order sensitivity)")
     text: str | None = Field(None, description="Jinja of one demonstration: the example's fields, `label`, "
                                                "`label_word` (= `mask`); default: the template with the slot filled")
     separator: str = "\n\n"
