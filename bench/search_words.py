@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -46,6 +47,7 @@ def measure(args: argparse.Namespace) -> dict:
                 if str(seed) in row["seeds"]:
                     continue
                 started = time.perf_counter()
+                shutil.rmtree(folder / f"search-{seed}", ignore_errors=True)  # an interrupted search starts again
                 found = promptcli.search_words(template, splits.train(seed), model, out=folder / f"search-{seed}",
                                                progress=False, cache=common["cache"])
                 seconds = time.perf_counter() - started

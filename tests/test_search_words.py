@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 import promptcli
+from conftest import REPO
 from helpers import sentences, write_specs
 from promptcli.cli import app
 from promptcli.prompt.tokens import Segmenter
@@ -212,6 +213,12 @@ def test_cli_prints_the_found_words_and_bad_input_is_a_clear_error(tiny, tmp_pat
     bad = CliRunner().invoke(app, ["search", "words", str(template), "--train", str(one_each), "-m", tiny["gpt2"],
                                    "--out", str(tmp_path / "out3"), "--quiet"])
     assert bad.exit_code == 3 and "at least 2 training rows" in bad.output
+    again = CliRunner().invoke(app, ["search", "words", str(template), "--train", str(train), "-m", tiny["gpt2"],
+                                     "--out", str(tmp_path / "out"), "--quiet"])
+    assert again.exit_code == 5 and "never overwritten" in again.output
+    cot = CliRunner().invoke(app, ["search", "words", str(REPO / "templates/sst2/cot.yaml"), "--train", str(train),
+                                   "-m", tiny["gpt2"], "--out", str(tmp_path / "cot"), "--quiet"])
+    assert cot.exit_code == 5 and "generates its answer" in cot.output
 
 
 def test_equal_accuracy_is_broken_by_the_gold_labels_probability():

@@ -83,6 +83,9 @@ def search_words(template: str | Path, train: str | Path, model: str | None = No
     config = checked(RunConfig, {"template": str(template), "data": str(train), "model": model,
                                  **{k: v for k, v in run_options.items() if v is not None}, "shots": 0})
     out_dir = Path(out)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise RunError("the output folder exists and is not empty; an earlier search is never overwritten",
+                       path=str(out_dir), hint="pass a new --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     with library_warnings(out_dir / "warnings.log"):
         return _search(config, out_dir, options, progress, cache, command)
@@ -92,6 +95,10 @@ def _search(config: RunConfig, out_dir: Path, options: SearchOptions, progress: 
             command: str | None) -> WordSearch:
     started = time.perf_counter()
     base = prepare(config)
+    if base.template.generative:
+        raise RunError(f"search words scores the label words at a template's answer slot; a '{base.template.kind}' "
+                       "template generates its answer instead", path=str(config.template),
+                       hint="search the words of a scored template (manual, co-star, xml)")
     labels = base.verbalizer.labels
     gold = _gold(base)
     folds = min(options.folds, min(gold.count(c) for c in range(len(labels))))
