@@ -81,3 +81,18 @@ def test_tune_trains_a_prompt_on_each_embedded_model(name, tmp_path):
     manifest = result.manifest
     assert manifest.parameters["trainable"] == 4 * models.load_info(name).config.hidden_size
     assert (result.out_dir / "adapter_model.safetensors").exists()
+
+
+def test_search_words_on_gemma_finds_sentiment_words_from_16_examples_each(tmp_path):
+    """On SST-2's 16-shot split (seed 13): what the search claims for its words is what `run` measures on
+    those rows, and the words it proposes for each label include words of that sentiment."""
+    train = shared_path("data", "sst2", "train-16-13.jsonl")
+    found = promptcli.search_words(REPO / "templates/sst2/causal.yaml", train, needs(GEMMA), out=tmp_path / "found",
+                                   progress=False)
+    best = found.found[0]
+    assert best.cv >= 0.75 and found.rows == 32
+    again = promptcli.run(REPO / "templates/sst2/causal.yaml", train, GEMMA, verbalizer=str(best.path),
+                          out=tmp_path / "run", progress=False)
+    assert again.accuracy == pytest.approx(best.train)
+    assert {"bad", "poor", "terrible", "negative"} & set(found.candidates["negative"])
+    assert {"beautiful", "excellent", "brilliant", "positive", "great"} & {w.lower() for w in found.candidates["positive"]}
