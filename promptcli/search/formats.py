@@ -50,14 +50,13 @@ def _own_words(text: str, change) -> str:
 
 def apply(text: str, fmt: Format) -> str:
     """The template text in format `fmt` (a trailing newline is kept as it was)."""
-    lines = [line for line in text.rstrip("\n").split("\n")]
     out = []
-    for line in lines:
+    for line in text.rstrip("\n").split("\n"):
         has_jinja = "{{" in line
         if not has_jinja and not fmt.instruction:
             continue
         found = FIELD_LINE.match(line)
-        if found and not SLOT.search(found.group("rest").split("}}", 1)[0] + "}}") and fmt.names != "as written":
+        if found and not SLOT.match(found.group("rest")) and fmt.names != "as written":  # not the slot line
             line = found.group("rest") if fmt.names == "none" else f"{fmt.names}:{found.group('space')}{found.group('rest')}"
         if fmt.case != "as written":
             line = _own_words(line, str.lower if fmt.case == "lower" else str.upper)

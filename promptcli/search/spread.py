@@ -104,16 +104,19 @@ def search_formats(templates: Sequence[str | Path], data: str | Path, model: str
                                "options": options}, what="option")
     state = run_sweep(spec, out / "sweep", progress=progress, cache=cache, store=store)
     result = FormatSearch(out, skipped=state.skipped)
+    finished: dict[Path, list] = {}
+    for v in state.variants.values():
+        if v.status == "finished":
+            finished.setdefault(Path(v.variant.template), []).append(v)
     for base, files in bases.items():
         entries, described = [], {}
         for path, fmt in files.items():
-            for v in state.variants.values():
-                if v.status == "finished" and Path(v.variant.template) == path:
-                    record, predictions, _ = read_run(out / "sweep" / v.folder)
-                    entries.append(Scored(v.name, v.name, record.labels, sorted(predictions, key=lambda p: p.index),
-                                          record.examples_per_s))
-                    described[v.name] = fmt.describe() + (f", verbalizer {Path(v.variant.verbalizer).stem}"
-                                                          if v.variant.verbalizer else "")
+            for v in finished.get(path, []):
+                record, predictions, _ = read_run(out / "sweep" / v.folder)
+                entries.append(Scored(v.name, v.name, record.labels, sorted(predictions, key=lambda p: p.index),
+                                      record.examples_per_s))
+                described[v.name] = fmt.describe() + (f", verbalizer {Path(v.variant.verbalizer).stem}"
+                                                      if v.variant.verbalizer else "")
         if entries:
             result.spreads.append(spread(base, entries, described))
     write_json(out / "formats.json", [s.to_dict() for s in result.spreads])

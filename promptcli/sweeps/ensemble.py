@@ -50,6 +50,12 @@ def ensemble(members: Sequence[Sequence[Prediction]], labels: Sequence[str],
     return out
 
 
+def accuracy(scored: Scored) -> float:
+    """A member's weight in a weighted ensemble: its accuracy on the rows it was ranked on."""
+    return classification_metrics([p.gold for p in scored.predictions], [p.pred for p in scored.predictions],
+                                  scored.labels)["accuracy"]
+
+
 def ensembles(results: dict[Variant, Scored], names: dict[Variant, str], spec: SweepSpec, out: Path) -> list[Scored]:
     """One ensemble per setting of the other axes, over the templates that scored it; each written to
     `ensembles/<name>/` (predictions, metrics, members)."""
@@ -66,10 +72,7 @@ def ensembles(results: dict[Variant, Scored], names: dict[Variant, str], spec: S
         if len(members) < 2:
             continue
         labels = list(key[-1])
-        weights = None
-        if spec.weighted:
-            weights = [classification_metrics([p.gold for p in s.predictions], [p.pred for p in s.predictions],
-                                              labels)["accuracy"] for _, s in members]
+        weights = [accuracy(s) for _, s in members] if spec.weighted else None
         predictions = ensemble([s.predictions for _, s in members], labels, weights)
         first = members[0][0]
         name = names[first].replace(labels_of[first.template], "ensemble" + ("(weighted)" if spec.weighted else ""), 1)

@@ -13,7 +13,7 @@ from typing import Any
 from ..evaluation.leaderboard import Row, Scored, leaderboard
 from ..evaluation.runner import ModelPool
 from ..spec.sweepfile import SweepSpec
-from .ensemble import ensemble
+from .ensemble import accuracy, ensemble
 from .variants import Variant, group_name, template_labels
 
 
@@ -35,27 +35,21 @@ def report_chosen(spec: SweepSpec, best: Row, results: dict[Variant, Scored], na
     if is_ensemble:
         members = [v for v in results if ensemble_group(v, names, spec) == best.variant]
     scored = {v: run_variant(v, names[v], out / "report-on" / v.slug(), report_spec, pool) for v in members}
-    entries = list(scored.values())
-    if is_ensemble:  # one ensemble per seed, as in the selection sweep
+    if is_ensemble:  # one ensemble per seed, as in the selection sweep, weighted by the selection rows
         by_seed: dict[Any, list[Variant]] = {}
         for v in scored:
             by_seed.setdefault(v.seed, []).append(v)
-        entries = []
-        for seed, group in by_seed.items():
-            parts = [scored[v] for v in group]
-            weights = [accuracy(results[v]) for v in group] if spec.weighted else None  # on the selection rows
-            entries.append(Scored(name=f"{best.variant} seed={seed}", group=best.variant, labels=parts[0].labels,
-                                  predictions=ensemble([s.predictions for s in parts], parts[0].labels, weights),
-                                  examples_per_s=0.0))
-    entries = [Scored(name=e.name, group=best.variant, labels=e.labels, predictions=e.predictions,
-                      examples_per_s=e.examples_per_s) for e in entries]
+        labels = next(iter(scored.values())).labels
+        entries = [Scored(name=f"{best.variant} seed={seed}", group=best.variant, labels=labels,
+                          predictions=ensemble([scored[v].predictions for v in group], labels,
+                                               [accuracy(results[v]) for v in group] if spec.weighted else None),
+                          examples_per_s=0.0) for seed, group in by_seed.items()]
+    else:  # the variant's seeds form one row
+        entries = [Scored(name=e.name, group=best.variant, labels=e.labels, predictions=e.predictions,
+                          examples_per_s=e.examples_per_s) for e in scored.values()]
     row = leaderboard(entries, spec.metric)[0]
     return {"variant": best.variant, "metric": spec.metric, "selected_on": spec.data, "reported_on": spec.report_on,
             "selection": {"value": best.value, "low": best.low, "high": best.high, "n": best.n},
             "report": {"value": row.value, "low": row.low, "high": row.high, "n": row.n, "std": row.std,
                        "seeds": row.seeds}}
-
-
-def accuracy(scored: Scored) -> float:
-    return sum(p.pred == p.gold for p in scored.predictions) / max(len(scored.predictions), 1)
 
