@@ -5,9 +5,9 @@
 
 For each task × seed, the shipped few-shot template (`causal-fewshot.yaml`, its number of demonstrations)
 with demonstrations drawn from the seed's 16-shot training split (the splits of bench/quality.py) by
-`select: balanced` (the same for every query), `similar` by TF-IDF, and `similar` by all-MiniLM-L6-v2
-sentence embeddings (per query, the nearest training rows); evaluated on the same seeded sample of
-`--max-eval` evaluation rows. Prints mean ± std over seeds.
+`select: balanced` (the same for every query), `similar` by TF-IDF, by all-MiniLM-L6-v2 sentence
+embeddings, and by the scored model's own mean hidden states (per query, the nearest training rows);
+evaluated on the same seeded sample of `--max-eval` evaluation rows. Prints mean ± std over seeds.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import DATA_DIR, REPO, SEEDS, TASKS, Splits, run_once  # noqa: E402
 
 SELECTIONS = {"balanced": {"select": "balanced"}, "similar (TF-IDF)": {"select": "similar", "similarity": "tfidf"},
-              "similar (MiniLM)": {"select": "similar", "similarity": "minilm"}}
+              "similar (MiniLM)": {"select": "similar", "similarity": "minilm"},
+              "similar (model)": {"select": "similar", "similarity": "model"}}
 
 
 def variant(task: str, name: str, out: Path) -> Path:

@@ -145,6 +145,11 @@ def test_a_subsample_is_seeded_stratified_and_in_file_order(tmp_path):
     assert indices != [e.index for e in load_dataset(path, ["text"], "label", LABELS, subsample=20, seed=4).examples]
     window = load_dataset(path, ["text"], "label", LABELS, rows=range(10, 20))
     assert [e.index for e in window.examples] == list(range(10, 20))  # indices stay the file's row numbers
+    big = {e.index for e in load_dataset(path, ["text"], "label", LABELS, subsample=60, seed=3).examples}
+    nested = [e for e in load_dataset(path, ["text"], "label", LABELS, subsample=20, subsample_from=60,
+                                      seed=3).examples]
+    assert len(nested) == 20 and {e.index for e in nested} < big  # a sample within the sample
+    assert sum(e.gold == "positive" for e in nested) == 5 and not set(indices) < big  # plain samples need not nest
 
 
 def test_row_ranges_are_checked(tiny, tmp_path):

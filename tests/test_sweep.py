@@ -306,3 +306,13 @@ def test_adaptive_sweep_drops_clear_losers_early_and_keeps_the_true_best(tiny, t
     assert "## Adaptive" in (tmp_path / "adaptive/report.md").read_text()
     with pytest.raises(promptcli.PromptcliError, match="adaptive sweeps choose their own"):
         sweep_module.sweep({**spec, "adaptive": 30, "options": {"limit": 50}}, tmp_path / "bad", progress=False)
+
+    # within a subsample: the slice is drawn from the subsample's rows, and the work counts those rows
+    inside = sweep_module.sweep({**spec, "adaptive": 20, "options": {"subsample": 60}}, tmp_path / "inside",
+                                progress=False)
+    assert inside.race["full"] == 60 * 3 and inside.race["slice_rows"] == 20
+    def indices(folder):
+        return {json.loads(line)["index"] for line in (folder / "predictions.jsonl").read_text().splitlines()}
+    (sliced,) = [indices(f) for f in (tmp_path / "inside/slice").iterdir() if "straight" in f.name]
+    (whole,) = [indices(f) for f in (tmp_path / "inside/variants").iterdir() if "straight" in f.name]
+    assert len(sliced) == 20 and len(whole) == 60 and sliced < whole

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import DataError, RunError
 from ..models.embedded import default_model
@@ -80,18 +80,28 @@ def load_inputs(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = No
     dataset = load_dataset(rows if rows is not None else config.data, renderer.fields, label_field(template, config),
                            labels, skip_invalid=config.skip_invalid, limit=config.limit,
                            data_format=config.data_format, require_labels=label_field_named(template, config),
-                           rows=row_range(config.rows), subsample=config.subsample, seed=config.seed or 0)
+                           rows=row_range(config.rows), subsample=config.subsample,
+                           subsample_from=config.subsample_from, seed=config.seed or 0)
     selector = demo_selector(template, renderer, config, labels)
     return Inputs(config, template, renderer, verbalizer, dataset, selector)
 
 
-def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None, soft: Any = None) -> Prepared:
+def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None, soft: Any = None,
+            load: Callable[[ModelInfo], Any] | None = None) -> Prepared:
     """Inputs plus the model's tokenizer: every example encoded (invalid ones skipped with --skip-invalid).
 
-    `soft` (or `config.soft_prompt`) puts a soft prompt's virtual tokens into every input."""
+    `soft` (or `config.soft_prompt`) puts a soft prompt's virtual tokens into every input. The weights
+    load here only for demonstrations chosen by the model's own embeddings (`similarity: model`), with
+    `load` (info → LoadedModel: the caller's pool, so they load once) or else `load_model`."""
     inputs = load_inputs(config, rows)
     info = load_info(model_name(inputs.template, config.model), scorer=config.scorer,
                      trust_remote_code=config.trust_remote_code, max_length=config.max_length)
+    if inputs.selector is not None and inputs.selector.needs_model:
+        from ..models.sentences import model_encoder
+        from ..models.weights import load_model
+
+        loaded = load(info) if load else load_model(info, device=config.device, dtype=config.dtype)
+        inputs.selector.use_encoder(model_encoder(loaded))
     if soft is None and config.soft_prompt:
         from ..prompt.soft import check_compatible, load_soft_prompt
 

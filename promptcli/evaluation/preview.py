@@ -67,6 +67,9 @@ def _plain(config: RunConfig) -> list[dict[str, Any]]:
     if inputs.template.spec.chat:
         raise RunError("a chat template is laid out by the model's tokenizer: pass --model to render it",
                        path=str(inputs.template.path))
+    if inputs.selector is not None and inputs.selector.needs_model:
+        raise RunError("similarity: model chooses demonstrations by the model's own embeddings: pass --model to "
+                       "render it", path=str(inputs.template.path))
     rows = []
     for example in inputs.dataset.examples:
         where = f"{inputs.dataset.source}:{example.line}"

@@ -113,7 +113,9 @@ def _run(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None, out_dir: P
          models: ModelPool | None, parent: int | None, on_batch: Callable[[int, int], None] | None) -> RunResult:
     """`run` once the options are settled: prepare, open the folder and the stores, evaluate, write."""
     started = time.perf_counter()
-    prepared = prepare(config, rows)
+    pool = models or ModelPool()
+    loaded_before = pool.load_seconds
+    prepared = prepare(config, rows, load=lambda info: pool.get(info, config.device, config.dtype))
     hashes = run_hashes(prepared)
     if previous is not None:
         _check_unchanged(previous, hashes)
@@ -135,8 +137,6 @@ def _run(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None, out_dir: P
         record.store_id = run_id
         record.write(out_dir)
 
-    pool = models or ModelPool()
-    loaded_before = pool.load_seconds
     scores = open_cache(cache if not prepared.template.generative else False)
     done = read_predictions(out_dir / PREDICTIONS) if previous is not None else []
     try:

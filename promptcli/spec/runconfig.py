@@ -36,6 +36,7 @@ class RunConfig(Strict):
     skip_invalid: bool = False
     limit: int | None = Field(None, ge=1)
     subsample: int | None = Field(None, ge=1)  # a seeded sample of this many rows, stratified by label
+    subsample_from: int | None = Field(None, ge=1)  # draw the subsample from a first such sample of this many rows
     rows: Rows | None = None  # a range of row numbers, "200:300"
     trust_remote_code: bool = False
     seed: int | None = None  # demonstrations and sampling; default: the template's demonstration seed, 0 for sampling

@@ -42,7 +42,8 @@ class DemonstrationsSpec(Strict):
     select: Select = Field(
         "balanced", description="random | balanced (round-robin over labels) | first | similar (nearest by `similarity`)")
     similarity: Similarity = Field(
-        "tfidf", description="select: similar by TF-IDF cosine, or by all-MiniLM-L6-v2 sentence embeddings (minilm)")
+        "tfidf", description="select: similar by TF-IDF cosine, by all-MiniLM-L6-v2 sentence embeddings (minilm), or "
+                 "by the scored model's own mean hidden states (model)")
     seed: int = 13
     order: int | None = Field(None, description="permute the chosen demonstrations with this seed: the same rows "
                                                 "in another order (order sensitivity)")

@@ -132,9 +132,9 @@ def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool 
 
 def check_before_running(spec: SweepSpec, names: dict[Variant, str]) -> None:
     """What every variant needs, checked once: the data files, and that `show` names a variant."""
-    if spec.adaptive and any(getattr(spec.options, k) is not None for k in ("rows", "subsample", "limit")):
-        raise RunError("adaptive sweeps choose their own first slice of rows; drop rows, subsample and limit",
-                       field="adaptive")
+    if spec.adaptive and spec.options.limit is not None:
+        raise RunError("adaptive sweeps choose their own first slice of rows (a sample, not the first rows); "
+                       "drop limit, or use subsample", field="adaptive")
     if spec.report_on is not None and Path(spec.report_on).resolve() == Path(spec.data).resolve():
         raise RunError("report_on is the selection data itself; the report split must be rows the ranking never saw",
                        field="report_on")
@@ -167,7 +167,8 @@ def _run_variants(spec: SweepSpec, variants: list[Variant], names: dict[Variant,
     with new_progress() if progress else nullcontext() as display:
         racing = variants
         if spec.adaptive:
-            sliced = spec.model_copy(update={"options": spec.options.model_copy(update={"subsample": spec.adaptive})})
+            sliced = spec.model_copy(update={"options": spec.options.model_copy(
+                update={"subsample": spec.adaptive, "subsample_from": spec.options.subsample})})
             first = _run_each(sliced, variants, names, kinds, out, "slice", None, display if progress else False,
                               run_one)
             racing = _race(spec, variants, names, first, state)

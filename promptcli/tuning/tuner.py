@@ -73,10 +73,10 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
                        f"{info.max_length} tokens")
     hidden = loaded.model.get_input_embeddings().embedding_dim
     places = SoftPrompt(torch.zeros(config.virtual_tokens, hidden))  # its size is all encoding needs
-    train_set = _prepared(config, name, config.train, places, dist.device)
+    train_set = _prepared(config, name, config.train, places, dist.device, loaded)
     if not train_set.dataset.labeled:
         raise RunError("the training data has no labels", path=config.train)
-    dev_set = (_prepared(config, name, config.dev, places, dist.device, subsample=config.dev_subsample,
+    dev_set = (_prepared(config, name, config.dev, places, dist.device, loaded, subsample=config.dev_subsample,
                          rows=config.dev_rows) if config.dev else None)
     placement = "slots" if train_set.renderer.soft_slots else "prefix"
     prompt = SoftPrompt(initial_embeddings(config, loaded, train_set), {"placement": placement}).to(loaded.device)
@@ -110,7 +110,7 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
                       best_dev_accuracy=state.best, curve=curve, manifest=manifest)
 
 
-def _prepared(config: TuneConfig, model: str, data: str, places: SoftPrompt, device: str,
+def _prepared(config: TuneConfig, model: str, data: str, places: SoftPrompt, device: str, loaded: LoadedModel,
               subsample: int | None = None, rows: str | None = None) -> Prepared:
     """Rows encoded as `run` encodes them, with the prompt's places, the tune's scoring and demonstrations
     from the training rows."""
@@ -119,7 +119,7 @@ def _prepared(config: TuneConfig, model: str, data: str, places: SoftPrompt, dev
         "max_length": config.max_length, "label_field": config.label_field, "limit": config.limit,
         "device": device, "normalize": config.normalize, "calibrate": config.calibrate,
         "train": config.train, "shots": config.shots, "seed": None, "subsample": subsample, "rows": rows})
-    return prepare(run_config, soft=places)
+    return prepare(run_config, soft=places, load=lambda info: loaded)
 
 
 def _manifest(config: TuneConfig, info: ModelInfo, train: Prepared, dev: Prepared | None, state: TrainState,
