@@ -43,6 +43,11 @@ def _written(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
 
 
+def remove(path: Path) -> None:
+    """Delete a file or a folder (no error when it is already gone)."""
+    _remove(Path(path))
+
+
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)

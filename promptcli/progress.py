@@ -35,6 +35,10 @@ class Bar:
         if self._progress is not None and n:
             self._progress.advance(self._task, n)
 
+    def update(self, completed: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=completed)
+
 
 COLUMNS = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())

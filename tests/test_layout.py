@@ -17,7 +17,7 @@ from conftest import REPO
 PACKAGE = REPO / "promptcli"
 # Lowest first: a module may import its own stage and the stages before it, never one after it.
 STAGES = ["errors", "files", "progress", "versions", "spec", "store", "models", "prompt", "scoring", "evaluation",
-          "report", "sweeps", "search", "tuning", "cli"]
+          "report", "sweeps", "search", "tuning", "cli", "__main__"]
 MAX_LINES = 300
 
 

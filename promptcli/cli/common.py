@@ -80,6 +80,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the run is marked interrupted and can resume."""
 
 
+def main_process() -> bool:
+    """The first process of a torchrun / accelerate launch (or the only one): the one that prints."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def terminate_gracefully() -> None:
     def handler(signum: int, frame: object) -> None:
         raise Terminated()

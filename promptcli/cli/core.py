@@ -19,7 +19,7 @@ from rich.table import Table
 from ..errors import SpecError
 from .common import (ERR, OUT, Calibrate, DataFormat, DataFormatOpt, DeviceOpt, Dtype, LabelFieldOpt, MaxLengthOpt,
                      ModelOpt, Normalize, OutputFormat, ScorerOpt, SeedOpt, ShotsOpt, Strategy, TrainOpt, TrustOpt, VerbalizerOpt,
-                     app, given, reports_errors)
+                     app, given, main_process, reports_errors)
 
 DATA, SCORING, DEMOS, DECODING, OUTPUT = "Data", "Scoring", "Demonstrations", "Decoding (cot, self-consistency)", \
     "Output and resuming"
@@ -88,6 +88,8 @@ def run(
     result = run_api(templates[0] if templates else None, data, model, out=out, resume=resume, progress=not quiet,
                      cache=cache, store=store, command=shlex.join(["promptcli", *sys.argv[1:]]), verbose=verbose,
                      **options)
+    if not main_process():
+        return  # under torchrun / accelerate launch the first process prints
     if format is OutputFormat.json:
         print(json.dumps(result.summary()))
     else:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from ..spec.sweepfile import SweepSpec, load_sweep
 from ..spec import options as option_values
 from ..spec.options import choices
-from .common import OUT, CacheOpt, DeviceOpt, Dtype, OutputFormat, StoreOpt, TrainOpt, app, given, reports_errors
+from .common import OUT, CacheOpt, DeviceOpt, Dtype, OutputFormat, StoreOpt, TrainOpt, app, given, main_process, reports_errors
 
 Metric = choices(option_values.Metric, "Metric")
 Correction = choices(option_values.Correction, "Correction")
@@ -29,6 +29,8 @@ def run_and_print_sweep(spec: SweepSpec, out: Path | None, cache: bool, store: P
     folder = out or default_sweep_dir(spec)
     state = run_sweep(spec, folder, progress=not quiet, cache=cache, store=store,
                       command=shlex.join(["promptcli", *sys.argv[1:]]))
+    if not main_process():
+        return  # under torchrun / accelerate launch the first process prints
     if format is OutputFormat.json:
         print(json.dumps({"out": str(folder), "leaderboard": [r.to_dict() for r in state.leaderboard],
                           "skipped": dict(state.skipped), "report": state.report,

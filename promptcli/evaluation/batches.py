@@ -2,7 +2,11 @@
 
 Batches are formed from the examples sorted by length (longest first, so a memory problem
 shows at once), so padding stays small; the plan depends only on the data and the batch
-size, so a resumed run recomputes exactly the batches an uninterrupted run had.
+size, so a resumed run recomputes exactly the batches an uninterrupted run had. Several
+processes (`torchrun`, `accelerate launch`) deal the same plan's batches out in turn (process r
+takes batches r, r + N, r + 2N, …): every process gets long and short batches alike, and every
+row is scored in the very batch a single process would have given it, so the scores are the same
+bit for bit.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Callable, Sequence
 import torch
 from rich.progress import Progress
 
+from ..models.processes import Processes
 from ..models.weights import LoadedModel
 from ..progress import progress_bar
 from ..prompt.encode import Encoded
@@ -35,6 +40,16 @@ class Evaluation:
     shared_prefix: int  # tokens of prompt prefix computed once for all examples
     calibration: dict
 
+    def summed(self, processes: Processes) -> Evaluation:
+        """The work of all processes together (the slowest one's time)."""
+        if processes.world == 1:
+            return self
+        computed, calls, sequences, positions, prefills = processes.total(
+            [self.computed, self.calls, self.sequences, self.positions, self.prefills])
+        (seconds,) = processes.most([self.seconds])
+        return Evaluation(self.predictions, int(computed), seconds, int(calls), int(sequences), int(positions),
+                          int(prefills), self.shared_prefix, self.calibration)
+
     def work(self) -> dict[str, float]:
         """What the model did: batched calls, sequences (forward passes) and token positions."""
         per = max(self.computed, 1)
@@ -49,10 +64,18 @@ def plan_batches(encoded: Sequence[Encoded], batch_size: int) -> list[list[Encod
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def count_lines(paths: Sequence[Path]) -> int:
+    return sum(path.read_bytes().count(b"\n") for path in paths if path.exists())
+
+
 def evaluate(prepared: Prepared, load: Callable[[], LoadedModel], path: Path,
              done: list[Prediction], progress: bool | Progress, cache: ScoreCache | None = None,
-             on_batch: Callable[[int, int], None] | None = None) -> Evaluation:
+             on_batch: Callable[[int, int], None] | None = None, processes: Processes = Processes(),
+             peers: Sequence[Path] = ()) -> Evaluation:
+    """Predict this process's share of the batches not in `done`, streaming them to `path`; the progress
+    bar also counts the lines the other processes have streamed to `peers`."""
     finished = {p.index: p for p in done}
+    peers_before = count_lines(peers)
     writer = PredictionWriter(path)
     computed = 0
     start = time.perf_counter()
@@ -63,14 +86,15 @@ def evaluate(prepared: Prepared, load: Callable[[], LoadedModel], path: Path,
             predict = GenerativePredictor(prepared, scoring) if prepared.template.generative else scoring
             with progress_bar(progress, prepared.template.name, len(prepared.encoded)) as bar:
                 bar.advance(len(finished))
-                for batch in plan_batches(prepared.encoded, prepared.config.batch_size):
+                plan = plan_batches(prepared.encoded, prepared.config.batch_size)
+                for batch in plan[processes.rank::processes.world]:
                     if all(e.index in finished for e in batch):
                         continue
                     new = [p for p in predict(batch) if p.index not in finished]
                     writer.write(new)
                     finished.update((p.index, p) for p in new)
                     computed += len(new)
-                    bar.advance(len(new))
+                    bar.update(completed=len(finished) + count_lines(peers) - peers_before)
                     if on_batch is not None:
                         on_batch(len(finished), len(prepared.encoded))
     finally:

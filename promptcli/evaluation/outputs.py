@@ -2,7 +2,9 @@
 
 Predictions are appended and flushed batch by batch, so an interrupted run keeps what it
 computed; `resume` reads them back (dropping a half-written last line) and the finished
-file is rewritten in row order, identical to an uninterrupted run's.
+file is rewritten in row order, identical to an uninterrupted run's. With several processes each
+streams to its own `predictions.rank<R>.jsonl`; the first merges them into `predictions.jsonl` at
+the end and removes them (a resumed run reads whichever files are there, with any number of processes).
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import RunError
-from ..files import write_text
+from ..files import remove, write_text
 
 PREDICTIONS = "predictions.jsonl"
+RANK_FILES = "predictions.rank*.jsonl"
 METRICS = "metrics.json"
 RUN = "run.json"
 
@@ -39,13 +42,30 @@ class Prediction:
         return json.dumps(data, ensure_ascii=False)
 
 
-def prepare_new(out: Path) -> None:
+def check_new(out: Path) -> None:
+    """A new run's folder must not exist, or be empty."""
     if out.exists() and not out.is_dir():
         raise RunError("the output folder is a file", path=str(out), hint="pass a folder to --out")
     if out.exists() and any(out.iterdir()):
         raise RunError("the output folder already exists and is not empty", path=str(out),
                        hint=f"pass a new --out, or --resume {out} to continue that run")
+
+
+def prepare_new(out: Path) -> None:
+    check_new(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def prediction_files(out: Path, processes: int) -> list[Path]:
+    """Where each process streams its predictions."""
+    if processes == 1:
+        return [out / PREDICTIONS]
+    return [out / RANK_FILES.replace("*", str(rank)) for rank in range(processes)]
+
+
+def remove_rank_files(out: Path) -> None:
+    for path in out.glob(RANK_FILES):
+        remove(path)
 
 
 def read_predictions(path: Path) -> list[Prediction]:

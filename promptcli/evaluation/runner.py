@@ -15,6 +15,7 @@ from rich.progress import Progress
 from ..errors import RunError
 from ..files import read_json, write_json
 from ..models.info import ModelInfo
+from ..models.processes import Processes
 from ..models.weights import LoadedModel, load_model, resolve_device, resolve_dtype
 from ..progress import library_warnings, warn
 from ..scoring.answers import TIE_RULE
@@ -25,7 +26,8 @@ from ..versions import peak_memory_mb, versions
 from .batches import Evaluation, evaluate
 from .inputs import Prepared, prepare
 from .metrics import agreement_summary, classification_metrics, path_summary, prediction_counts, tie_summary
-from .outputs import METRICS, PREDICTIONS, RUN, Prediction, prepare_new, read_predictions, write_predictions
+from .outputs import (METRICS, PREDICTIONS, RANK_FILES, RUN, Prediction, check_new, prediction_files, prepare_new,
+                      read_predictions, remove_rank_files, write_predictions)
 from .record import RunRecord, now
 
 
@@ -111,8 +113,14 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
 def _run(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None, out_dir: Path, previous: RunRecord | None,
          progress: bool | Progress, command: str | None, cache: bool | str | Path, store: bool | str | Path | None,
          models: ModelPool | None, parent: int | None, on_batch: Callable[[int, int], None] | None) -> RunResult:
-    """`run` once the options are settled: prepare, open the folder and the stores, evaluate, write."""
+    """`run` once the options are settled: prepare, open the folder and the stores, evaluate, write.
+
+    Under `torchrun` / `accelerate launch` every process runs this: each predicts its share of the
+    batches into its own file, and the first process alone records the run and writes the merged
+    outputs, which every process then reads back (so a sweep goes on identically on all of them)."""
     started = time.perf_counter()
+    processes = Processes.current()
+    config = config.model_copy(update={"device": processes.device(config.device)})
     pool = models or ModelPool()
     loaded_before = pool.load_seconds
     prepared = prepare(config, rows, load=lambda info: pool.get(info, config.device, config.dtype))
@@ -120,7 +128,8 @@ def _run(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None, out_dir: P
     if previous is not None:
         _check_unchanged(previous, hashes)
     else:
-        prepare_new(out_dir)
+        check_new(out_dir)
+    processes.barrier()  # every process has checked the folder before the first one fills it
     record = RunRecord(
         status="running", command=command, started=now(), config=config.model_dump(),
         template_name=prepared.template.name, kind=prepared.template.kind, scorer=prepared.info.kind,
@@ -128,43 +137,69 @@ def _run(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None, out_dir: P
         model={"name": prepared.info.name, "path": prepared.info.path, "gguf": prepared.info.source},
         versions=versions(), counts=_counts(prepared), skipped_rows=[asdict(s) for s in prepared.dataset.skipped],
         score_cache=cache if isinstance(cache, bool) else str(cache))
-    record.write(out_dir)
-    runs = open_store(store)
+    if processes.world > 1:
+        record.process["processes"] = processes.world
+    runs = open_store(store) if processes.main else None
     run_id = previous.store_id if previous else None
-    if runs is not None and run_id is None:
-        run_id = runs.add("run", record.to_dict(), {}, str(out_dir.resolve()), parent=parent,
-                          name=prepared.template.name, status="running")
-        record.store_id = run_id
+    if processes.main:
+        if previous is None:
+            prepare_new(out_dir)
         record.write(out_dir)
+        if runs is not None and run_id is None:
+            run_id = runs.add("run", record.to_dict(), {}, str(out_dir.resolve()), parent=parent,
+                              name=prepared.template.name, status="running")
+            record.store_id = run_id
+            record.write(out_dir)
 
     scores = open_cache(cache if not prepared.template.generative else False)
-    done = read_predictions(out_dir / PREDICTIONS) if previous is not None else []
+    files = prediction_files(out_dir, processes.world)
+    done = _read_all(out_dir) if previous is not None else []
+    processes.barrier()  # all have read what earlier runs wrote before anyone appends
     try:
         evaluation = evaluate(prepared, lambda: pool.get(prepared.info, config.device, config.dtype),
-                              out_dir / PREDICTIONS, done, progress, scores, on_batch)
+                              files[processes.rank], done, progress if processes.main else False, scores, on_batch,
+                              processes, [f for r, f in enumerate(files) if r != processes.rank])
     except BaseException as exc:
-        record.status, record.stopped = "interrupted", now()
-        record.write(out_dir)
-        _update_store(runs, run_id, record, {})
+        if processes.main:
+            record.status, record.stopped = "interrupted", now()
+            record.write(out_dir)
+            _update_store(runs, run_id, record, {})
         if isinstance(exc, KeyboardInterrupt) and not hasattr(exc, "resume"):
             exc.resume = f"promptcli run --resume {out_dir}"  # what the CLI tells the user to type
         raise
-    predictions = sorted(evaluation.predictions, key=lambda p: p.index)  # row order, as in the file
-    write_predictions(out_dir / PREDICTIONS, predictions)
-    metrics = run_metrics(prepared, predictions)
-    write_json(out_dir / METRICS, metrics)
-    record.status, record.finished, record.resumed_rows = "finished", now(), len(done)
-    record.timing = _timing(evaluation, pool.load_seconds - loaded_before, time.perf_counter() - started)
-    record.memory = peak_memory_mb(resolve_device(config.device))
-    record.work = evaluation.work()
-    record.calibration = evaluation.calibration or None
+    evaluation = evaluation.summed(processes)
+    processes.barrier()  # every process's predictions are on disk
+    if processes.main:
+        predictions = sorted(_read_all(out_dir) if processes.world > 1 else evaluation.predictions,
+                             key=lambda p: p.index)  # row order, as in the file
+        write_predictions(out_dir / PREDICTIONS, predictions)
+        remove_rank_files(out_dir)
+        metrics = run_metrics(prepared, predictions)
+        write_json(out_dir / METRICS, metrics)
+        record.status, record.finished, record.resumed_rows = "finished", now(), len(done)
+        record.timing = _timing(evaluation, pool.load_seconds - loaded_before, time.perf_counter() - started)
+        record.memory = peak_memory_mb(resolve_device(config.device))
+        record.work = evaluation.work()
+        record.calibration = evaluation.calibration or None
+        record.cache = asdict(scores.stats) if scores is not None else None
+        record.write(out_dir)
+        _update_store(runs, run_id, record, metrics)
     if scores is not None:
-        record.cache = asdict(scores.stats)
         scores.close()
-    record.write(out_dir)
-    _update_store(runs, run_id, record, metrics)
+    processes.barrier()  # the merged outputs are written
+    if not processes.main:
+        record = RunRecord.read(out_dir)
+        predictions, metrics = read_predictions(out_dir / PREDICTIONS), read_json(out_dir / METRICS)
     return RunResult(out_dir=out_dir, labels=prepared.verbalizer.labels, predictions=predictions, metrics=metrics,
                      record=record)
+
+
+def _read_all(out_dir: Path) -> list[Prediction]:
+    """Every prediction an earlier (or this) run streamed, by one process or several."""
+    found: dict[int, Prediction] = {}
+    for path in [out_dir / PREDICTIONS, *sorted(out_dir.glob(RANK_FILES))]:
+        found.update((p.index, p) for p in read_predictions(path))
+    return list(found.values())
 
 
 def run_hashes(prepared: Prepared) -> dict[str, str]:

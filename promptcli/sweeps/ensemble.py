@@ -15,6 +15,7 @@ from ..evaluation.leaderboard import Scored
 from ..evaluation.metrics import classification_metrics
 from ..evaluation.outputs import METRICS, PREDICTIONS, Prediction, write_predictions
 from ..files import write_json
+from ..models.processes import Processes
 from ..spec.loading import load_template
 from ..spec.sweepfile import SweepSpec
 from .variants import Variant, group_name, template_labels
@@ -76,12 +77,13 @@ def ensembles(results: dict[Variant, Scored], names: dict[Variant, str], spec: S
         predictions = ensemble([s.predictions for _, s in members], labels, weights)
         first = members[0][0]
         name = names[first].replace(labels_of[first.template], "ensemble" + ("(weighted)" if spec.weighted else ""), 1)
-        folder = out / "ensembles" / re.sub(r"[^\w.=-]+", "_", name)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_predictions(folder / PREDICTIONS, predictions)
-        write_json(folder / METRICS, classification_metrics([p.gold for p in predictions],
-                                                            [p.pred for p in predictions], labels))
-        write_json(folder / "members.json", {"members": [names[v] for v, _ in members], "weights": weights})
+        if Processes.current().main:  # every process computes the ensemble; the first writes it
+            folder = out / "ensembles" / re.sub(r"[^\w.=-]+", "_", name)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_predictions(folder / PREDICTIONS, predictions)
+            write_json(folder / METRICS, classification_metrics([p.gold for p in predictions],
+                                                                [p.pred for p in predictions], labels))
+            write_json(folder / "members.json", {"members": [names[v] for v, _ in members], "weights": weights})
         rate = 1 / sum(1 / max(s.examples_per_s, 1e-9) for _, s in members)
         made.append(Scored(name=name, group=group_name(name), labels=labels, predictions=predictions,
                            examples_per_s=rate))

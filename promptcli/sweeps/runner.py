@@ -18,6 +18,7 @@ from ..evaluation.leaderboard import Row, Scored, leaderboard
 from ..evaluation.outputs import RUN
 from ..evaluation.runner import ModelPool, default_out_dir, read_run, run
 from ..files import read_json, write_json
+from ..models.processes import Processes
 from ..models.info import load_info
 from ..progress import new_progress
 from ..report.sweep import write_reports
@@ -90,13 +91,19 @@ class SweepState:
 
 
 def default_sweep_dir(spec: SweepSpec) -> Path:
-    return default_out_dir(Path(f"sweep-{spec.name or 'variants'}"))
+    return Processes.current().shared(default_out_dir(Path(f"sweep-{spec.name or 'variants'}")))
 
 
 def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool = True, store: Any = None,
               command: str | None = None) -> SweepState:
-    """Run every variant (skipping finished ones), then write the leaderboard and reports."""
+    """Run every variant (skipping finished ones), then write the leaderboard and reports.
+
+    Under `torchrun` / `accelerate launch` every process runs the sweep: each variant's rows are shared
+    out among them (`run`), every process reads the merged results back and so ranks alike, and the
+    first process alone writes sweep.json, the ensembles and the reports and shows the progress."""
     out = Path(out)
+    processes = Processes.current()
+    progress = progress and processes.main
     variants = expand(spec)
     names = display_names(variants)
     state_path = out / STATE
@@ -108,11 +115,12 @@ def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool 
     if previous is None and out.exists() and any(out.iterdir()):
         raise RunError("the output folder exists and holds no sweep", path=str(out), hint="pass a new --out")
     check_before_running(spec, names)
+    processes.barrier()  # every process has looked at the folder before the first one writes in it
     options = spec.options  # every model must load before anything is written
     kinds = {m: load_info(m, scorer=options.scorer, trust_remote_code=options.trust_remote_code).kind
              for m in spec.models}
     out.mkdir(parents=True, exist_ok=True)
-    runs = open_store(store)
+    runs = open_store(store) if processes.main else None
     sweep_id = previous.store_id if previous else (
         runs.add("sweep", {"spec": spec_json}, {}, str(out.resolve()), name=spec.name or out.name, status="running")
         if runs else None)
@@ -183,8 +191,9 @@ def _run_variants(spec: SweepSpec, variants: list[Variant], names: dict[Variant,
     if spec.report_on and state.leaderboard:
         state.report = report_chosen(spec, state.leaderboard[0], results, names, out,
                                      functools.partial(run_one, display=False))
-    write_json(out / STATE, state.to_dict())
-    write_reports(out, spec, state.leaderboard, entries, state.skipped, state.report, state.race)
+    if Processes.current().main:
+        write_json(out / STATE, state.to_dict())
+        write_reports(out, spec, state.leaderboard, entries, state.skipped, state.report, state.race)
 
 
 def _run_each(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str], kinds: dict[str, str], out: Path,
@@ -213,7 +222,8 @@ def _run_each(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str
                 entry.status = "skipped"
             if state is not None:
                 state.variants[variant.slug()] = entry
-                write_json(out / STATE, state.to_dict())
+                if Processes.current().main:
+                    write_json(out / STATE, state.to_dict())
             if display:
                 display.advance(overall)
     return results
