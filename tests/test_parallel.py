@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,22 @@ def test_two_processes_write_what_one_writes(tiny, tmp_path, case):
     # the rows shared out, not scored twice (each process computes the shared prefix and calibration terms)
     assert alone["work"]["forward_passes"] <= record["work"]["forward_passes"] < 1.2 * alone["work"]["forward_passes"]
     assert two.stdout.count('"accuracy"') == 1  # one process prints
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed (pip install -e .[dev])")
+def test_accelerate_launch_runs_two_processes(tiny, tmp_path):
+    args = [str(REPO / "templates/sst2/causal.yaml"), "--data", EXAMPLES, "--model", tiny["gpt2"], "--batch-size", "4",
+            "--device", "cpu", "--no-cache", "--quiet"]
+    promptcli.run(args[0], EXAMPLES, tiny["gpt2"], out=tmp_path / "one", batch_size=4, device="cpu", cache=False,
+                  progress=False)
+    # --multi_gpu launches through torch.distributed.run, gloo without a GPU (--cpu would start one process)
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "promptcli", "run"]
+    done = subprocess.run(launch + args + ["--out", str(tmp_path / "two")], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    same_outputs(tmp_path / "one", tmp_path / "two")
+    assert json.loads((tmp_path / "two/run.json").read_text())["process"]["processes"] == 2
 
 
 CRASH = """

@@ -127,8 +127,9 @@ def test_saved_prompt_reloads_to_the_same_dev_predictions(task, tmp_path):
     assert plain.predictions != runs[0].predictions  # the prompt is really used
 
 
-def test_resume_continues_to_the_same_prompt(task, tmp_path, monkeypatch):
-    whole = tuned(task, tmp_path, "whole", epochs=3)
+@pytest.mark.parametrize("method", [{}, {"method": "p-tuning", "lr": 0.01}], ids=["prompt", "p-tuning"])
+def test_resume_continues_to_the_same_prompt(task, tmp_path, monkeypatch, method):
+    whole = tuned(task, tmp_path, "whole", epochs=3, **method)
     real = trainer_module.Trainer.loss
     calls = {"n": 0}
 
@@ -140,12 +141,13 @@ def test_resume_continues_to_the_same_prompt(task, tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer_module.Trainer, "loss", interrupted)
     with pytest.raises(KeyboardInterrupt) as stopped:
-        tuned(task, tmp_path, "cut", epochs=3)
+        tuned(task, tmp_path, "cut", epochs=3, **method)
     assert stopped.value.resume == f"promptcli tune --resume {tmp_path / 'cut'}"  # what Ctrl-C tells the user
     monkeypatch.setattr(trainer_module.Trainer, "loss", real)
-    assert json.loads((tmp_path / "cut/tune.json").read_text())["lr"] == 0.3
-    changed = CliRunner().invoke(app, ["tune", "--resume", str(tmp_path / "cut"), "--lr", "0.1", "--quiet"])
-    assert changed.exit_code == 5 and "lr: run has 0.3, now 0.1" in changed.stderr
+    lr = method.get("lr", 0.3)
+    assert json.loads((tmp_path / "cut/tune.json").read_text())["lr"] == lr
+    changed = CliRunner().invoke(app, ["tune", "--resume", str(tmp_path / "cut"), "--lr", "0.2", "--quiet"])
+    assert changed.exit_code == 5 and f"lr: run has {lr}, now 0.2" in changed.stderr
     # like `run --resume DIR`: the folder alone, its own options
     result = CliRunner().invoke(app, ["tune", "--resume", str(tmp_path / "cut"), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -153,6 +155,87 @@ def test_resume_continues_to_the_same_prompt(task, tmp_path, monkeypatch):
     resumed = load_soft_prompt(tmp_path / "cut")
     torch.testing.assert_close(load_soft_prompt(whole.out_dir).embeddings, resumed.embeddings, atol=1e-6, rtol=0)
     assert [c["dev_accuracy"] for c in resumed.manifest["dev_curve"]] == [c["dev_accuracy"] for c in whole.curve]
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "lstm"])
+def test_p_tuning_learns_and_saves_only_the_encoders_output(task, tmp_path, encoder):
+    from promptcli.prompt.reparam import PromptEncoder
+
+    result = tuned(task, tmp_path, epochs=10, lr=0.01, method="p-tuning", encoder=encoder, encoder_hidden=32)
+    assert result.initial_dev_accuracy <= 0.6 and result.best_dev_accuracy >= 0.85
+    shape = PromptEncoder(torch.zeros(8, 64), encoder, 32)
+    assert result.manifest.parameters["trainable"] == sum(p.numel() for p in shape.parameters()) > 8 * 64
+    folder = result.out_dir
+    assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
+                                                        "promptcli_soft_prompt.json"]
+    tensors = load_file(str(folder / "adapter_model.safetensors"))
+    assert list(tensors) == ["prompt_embeddings"] and tensors["prompt_embeddings"].shape == (8, 64)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert (config["peft_type"], config["encoder_reparameterization_type"], config["encoder_hidden_size"]) == \
+        ("P_TUNING", encoder.upper(), 32)
+    run = promptcli.run(task["prefix"], task["dev"], task["model"], out=tmp_path / "run", progress=False,
+                        soft_prompt=str(folder), cache=False)
+    assert run.accuracy == result.best_dev_accuracy  # inference from the exported embeddings, no encoder
+
+
+@pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed (pip install -e .[dev])")
+@pytest.mark.parametrize("encoder", ["mlp", "lstm"])
+def test_p_tuning_follows_peft_step_by_step(tiny, tmp_path, encoder):
+    """PEFT's P-tuning and promptcli's on the same frozen model, batches, optimizer and initial encoder
+    weights: the same loss at every step."""
+    from peft import PromptEncoderConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from promptcli.prompt.reparam import PromptEncoder
+
+    template = write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} It was {{ mask }}'\n" + VERB)
+    data = write(tmp_path / "d.jsonl", "".join(json.dumps({**r, "label": int(r["label"] == "positive")}) + "\n"
+                                               for r in sentences(24, seed=4)))
+    n, steps = 4, 6
+    loaded = load_model(load_info(tiny["gpt2"]), device="cpu", dtype="float32")
+    hidden = loaded.model.get_input_embeddings().embedding_dim
+    prepared = prepare(RunConfig(template=str(template), data=str(data), model=tiny["gpt2"], calibrate="none"),
+                       soft=SoftPrompt(torch.zeros(n, hidden)))
+    torch.manual_seed(0)
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny["gpt2"]).eval(), PromptEncoderConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=n, encoder_hidden_size=16,
+        encoder_reparameterization_type=encoder.upper())).eval()
+    theirs = peft.prompt_encoder["default"]
+    mine = PromptEncoder(torch.zeros(n, hidden), encoder, 16)
+    mine.load_state_dict(theirs.state_dict())  # the same names, so PEFT's initial weights load as they are
+    prompt = SoftPrompt(None, encoder=mine)
+    config = TuneConfig(template=str(template), train=str(data), virtual_tokens=n, lr=0.01, batch_size=8,
+                        calibrate="none")
+    trainer = Trainer(config, loaded, prompt, prepared, None, Distributed("cpu"))
+    ours_opt = torch.optim.AdamW(prompt.parameters(), lr=0.01)
+    their_opt = torch.optim.AdamW([p for p in peft.parameters() if p.requires_grad], lr=0.01)
+    labels = torch.tensor([w[0] for w in prepared.encoded[0].words.ids])
+    ours, theirs_losses = [], []
+    with torch.no_grad():
+        start = mine().clone()
+    with prompt.attached(loaded.model):
+        for step in range(steps):
+            batch = prepared.encoded[(8 * step) % 24:(8 * step) % 24 + 8]
+            loss = trainer.loss(batch)
+            loss.backward()
+            ours_opt.step()
+            ours_opt.zero_grad()
+            ours.append(float(loss.detach()))
+            total = 0.0
+            for e in batch:  # PEFT: one row at a time, no padding; the text after the virtual ids
+                ids = torch.tensor([list(e.context[n:])])
+                logits = peft(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1]
+                gold = torch.tensor([prepared.verbalizer.labels.index(prepared.gold[e.index])])
+                row = torch.nn.functional.cross_entropy(logits[:, labels], gold) / len(batch)
+                row.backward()
+                total += float(row.detach())
+            theirs_losses.append(total)
+            their_opt.step()
+            their_opt.zero_grad()
+    with torch.no_grad():
+        mine_out, their_out = mine(), theirs(torch.arange(n)[None])[0]
+    assert ours == pytest.approx(theirs_losses, abs=1e-5)  # the same loss curve
+    torch.testing.assert_close(mine_out, their_out, atol=1e-5, rtol=0)  # the same prompt after the same steps
+    assert (mine_out - start).abs().max() > 1e-3  # and it moved
 
 
 def test_soft_slots_in_the_template(task, tmp_path):
@@ -193,14 +276,17 @@ def test_initial_embeddings_are_rows_of_the_embedding_table(task, init):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed (pip install -e .[dev])")
+@pytest.mark.parametrize("method", ["prompt", "p-tuning"])
 @pytest.mark.parametrize("name", ["gpt2", "bert"])
-def test_a_prefix_prompt_loads_in_peft_with_the_same_logits(tiny, tmp_path, name, task):
+def test_a_prefix_prompt_loads_in_peft_with_the_same_logits(tiny, tmp_path, name, task, method):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     template = write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} it was {{ mask }}'\n" + VERB)
     result = tune(str(template), task["train"], tiny[name], out=tmp_path / "p", progress=False, virtual_tokens=5,
-                  epochs=1, batch_size=16, init="vocab")
+                  epochs=1, batch_size=16, init="vocab", method=method)
+    config = json.loads((result.out_dir / "adapter_config.json").read_text())
+    assert config["peft_type"] == {"prompt": "PROMPT_TUNING", "p-tuning": "P_TUNING"}[method]
     auto = AutoModelForCausalLM if name == "gpt2" else AutoModelForMaskedLM
     base = auto.from_pretrained(tiny[name]).eval()
     ids = base.config.vocab_size + torch.arange(5)
@@ -217,12 +303,15 @@ def test_a_prefix_prompt_loads_in_peft_with_the_same_logits(tiny, tmp_path, name
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed (pip install -e .[dev])")
 def test_two_processes_under_accelerate_launch(task, tmp_path):
     single = tuned(task, tmp_path, "single", epochs=2)
-    command = ["accelerate", "launch", "--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision",
-               "no", "--dynamo_backend", "no", "-m", "promptcli.cli", "tune", task["prefix"], "--train",
+    # --multi_gpu launches the processes through torch.distributed.run (gloo without a GPU); with --cpu,
+    # accelerate would run one process only
+    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "promptcli.cli", "tune", task["prefix"], "--train",
                task["train"], "--dev", task["dev"], "--model", task["model"], "--virtual-tokens", "8", "--epochs", "2",
                "--lr", "0.3", "--batch-size", "16", "--seed", "0", "--out", str(tmp_path / "two"), "--quiet"]
     subprocess.run(command, check=True, timeout=600, capture_output=True)
     two = json.loads((tmp_path / "two/promptcli_soft_prompt.json").read_text())
+    assert two["training"]["processes"] == 2 and single.manifest.training["processes"] == 1
     assert two["training"]["steps"] == single.manifest.training["steps"]
     assert [c["dev_accuracy"] for c in two["dev_curve"]] == pytest.approx(
         [c["dev_accuracy"] for c in single.curve], abs=1 / 64)

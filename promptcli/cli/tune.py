@@ -16,6 +16,8 @@ Init = choices(options.Init, "Init")
 Optimizer = choices(options.Optimizer, "Optimizer")
 Schedule = choices(options.Schedule, "Schedule")
 Precision = choices(options.Precision, "Precision")
+Method = choices(options.TuneMethod, "Method")
+EncoderKind = choices(options.EncoderKind, "EncoderKind")
 TRAINING, SCORING = "Training", "Scoring (default: the template's; recorded for run --soft-prompt)"
 
 
@@ -31,6 +33,9 @@ def tune(
     virtual_tokens: Annotated[Optional[int], typer.Option(min=1, help="Soft tokens (must match the template's soft slots, if any) \\[default: 20].")] = None,
     init: Annotated[Optional[Init], typer.Option(help="random (±0.5), vocab (frequent tokens), text, or labels (label words) \\[default: random].")] = None,
     init_text: Annotated[Optional[str], typer.Option(help="The text for --init text.")] = None,
+    method: Annotated[Optional[Method], typer.Option(help="prompt (the embeddings train) or p-tuning (a prompt encoder produces them; only its output is saved) \\[default: prompt].")] = None,
+    encoder: Annotated[Optional[EncoderKind], typer.Option(help="P-tuning's prompt encoder: mlp or lstm \\[default: mlp].")] = None,
+    encoder_hidden: Annotated[Optional[int], typer.Option(min=1, help="The prompt encoder's width \\[default: the model's hidden size].")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Passes over the training rows \\[default: 30].", rich_help_panel=TRAINING)] = None,
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Learning rate \\[default: 0.03].", rich_help_panel=TRAINING)] = None,
     optimizer: Annotated[Optional[Optimizer], typer.Option(help="adamw, adafactor, or sgd (momentum 0.9) \\[default: adamw].", rich_help_panel=TRAINING)] = None,
@@ -67,7 +72,8 @@ def tune(
     if resume is None and (template is None or train is None):
         raise typer.BadParameter("a TEMPLATE and --train are needed (or --resume DIR)")
     result = tune_api(template, train, model, out=out, dev=dev, resume=resume or False, progress=not quiet, **given(
-        verbalizer=verbalizer, virtual_tokens=virtual_tokens, init=init, init_text=init_text, epochs=epochs, lr=lr,
+        verbalizer=verbalizer, virtual_tokens=virtual_tokens, init=init, init_text=init_text, method=method,
+        encoder=encoder, encoder_hidden=encoder_hidden, epochs=epochs, lr=lr,
         optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, warmup=warmup, max_grad_norm=max_grad_norm,
         accumulation=accumulation, batch_size=batch_size, max_steps=max_steps, eval_every=eval_every, patience=patience, seed=seed,
         precision=precision, gradient_checkpointing=gradient_checkpointing, normalize=normalize, calibrate=calibrate,

@@ -6,9 +6,11 @@ model's input embedding do the rest: a pre-hook maps those ids to 0 before the l
 hook puts the soft embeddings in their rows afterwards. The model's weights, its embedding
 table included, are never touched.
 
-Saved as a folder: `adapter_model.safetensors` (one tensor, `prompt_embeddings`, N × hidden),
-`adapter_config.json` (PEFT's prompt-tuning format, so a plain prefix loads with
-`PeftModel.from_pretrained`), and `promptcli_soft_prompt.json`, which names the model, the
+The embeddings are trainable themselves (prompt tuning, Lester et al.) or the output of a prompt
+encoder (P-tuning, `prompt/reparam.py`). Saved as a folder: `adapter_model.safetensors` (one
+tensor, `prompt_embeddings`, N × hidden: for P-tuning the encoder's output, so inference needs no
+encoder), `adapter_config.json` (PEFT's prompt-tuning or P-tuning format, so a plain prefix loads
+with `PeftModel.from_pretrained`), and `promptcli_soft_prompt.json`, which names the model, the
 template, verbalizer and training data with their hashes, and how the prompt was trained.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import ModelError, RunError
 from ..files import read_json, write_json, write_with
 from ..progress import warn
+from .reparam import PromptEncoder
 
 WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
@@ -32,14 +35,21 @@ KEY = "prompt_embeddings"
 
 
 class SoftPrompt(torch.nn.Module):
-    def __init__(self, embeddings: torch.Tensor, manifest: dict | None = None):
+    def __init__(self, embeddings: torch.Tensor | None, manifest: dict | None = None,
+                 encoder: PromptEncoder | None = None):
+        """Trainable `embeddings` (N, H), or an `encoder` whose output they are."""
         super().__init__()
-        self.embeddings = torch.nn.Parameter(embeddings.detach().clone().float())  # (N, H)
+        self.encoder = encoder
+        self.embeddings = None if encoder else torch.nn.Parameter(embeddings.detach().clone().float())
         self.manifest = manifest or {}
+
+    def current(self) -> torch.Tensor:
+        """(N, H): the embeddings in effect (with an encoder: its output, differentiable)."""
+        return self.encoder() if self.encoder is not None else self.embeddings
 
     @property
     def tokens(self) -> int:
-        return self.embeddings.shape[0]
+        return self.encoder.tokens if self.encoder is not None else self.embeddings.shape[0]
 
     @property
     def prefix(self) -> bool:
@@ -52,16 +62,16 @@ class SoftPrompt(torch.nn.Module):
         return dict(self.manifest.get("scoring") or {})
 
     def sha256(self) -> str:
-        return hashlib.sha256(self.embeddings.detach().cpu().numpy().tobytes()).hexdigest()
+        return hashlib.sha256(self.current().detach().cpu().numpy().tobytes()).hexdigest()
 
     @contextmanager
     def attached(self, model: torch.nn.Module) -> Iterator[None]:
         """While inside, ids ≥ the vocabulary size read this prompt's embeddings."""
         table = model.get_input_embeddings()
         base = table.num_embeddings
-        if self.embeddings.shape[1] != table.embedding_dim:
-            raise ModelError(f"the soft prompt has {self.embeddings.shape[1]}-dim embeddings, the model "
-                             f"{table.embedding_dim}")
+        dim = self.current().shape[1]
+        if dim != table.embedding_dim:
+            raise ModelError(f"the soft prompt has {dim}-dim embeddings, the model {table.embedding_dim}")
         state: dict[str, torch.Tensor] = {}
 
         def before(module, args):
@@ -76,7 +86,7 @@ class SoftPrompt(torch.nn.Module):
             if not bool(virtual.any()):
                 return output
             output = output.clone()
-            output[virtual] = self.embeddings[index[virtual]].to(output.dtype)
+            output[virtual] = self.current()[index[virtual]].to(output.dtype)
             return output
 
         handles = [table.register_forward_pre_hook(before), table.register_forward_hook(after)]
@@ -89,20 +99,27 @@ class SoftPrompt(torch.nn.Module):
     def save(self, folder: Path, manifest: dict, peft_config: dict) -> None:
         """Only what was trained, with its configs; each file written atomically."""
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {KEY: self.embeddings.detach().cpu().contiguous()}
+        tensors = {KEY: self.current().detach().cpu().contiguous()}
         write_with(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
         write_json(folder / PEFT_CONFIG, peft_config)
         write_json(folder / MANIFEST, manifest)
 
 
-def peft_config(tokens: int, hidden: int, model_name: str, kind: str, config: Any) -> dict:
-    """PEFT's PromptTuningConfig fields for a plain prefix (task type by model kind)."""
+def peft_config(tokens: int, hidden: int, model_name: str, kind: str, config: Any,
+                encoder: PromptEncoder | None = None) -> dict:
+    """PEFT's PromptTuningConfig fields for a plain prefix, or PromptEncoderConfig's for P-tuning (task type by
+    model kind)."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return {"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM" if kind == "causal" else "FEATURE_EXTRACTION",
-            "num_virtual_tokens": tokens, "token_dim": hidden, "num_transformer_submodules": 1,
-            "num_attention_heads": getattr(text, "num_attention_heads", None),
-            "num_layers": getattr(text, "num_hidden_layers", None), "prompt_tuning_init": "RANDOM",
-            "base_model_name_or_path": model_name, "inference_mode": True, "revision": None}
+    fields = {"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM" if kind == "causal" else "FEATURE_EXTRACTION",
+              "num_virtual_tokens": tokens, "token_dim": hidden, "num_transformer_submodules": 1,
+              "num_attention_heads": getattr(text, "num_attention_heads", None),
+              "num_layers": getattr(text, "num_hidden_layers", None), "prompt_tuning_init": "RANDOM",
+              "base_model_name_or_path": model_name, "inference_mode": True, "revision": None}
+    if encoder is not None:
+        del fields["prompt_tuning_init"]
+        fields.update(peft_type="P_TUNING", encoder_reparameterization_type=encoder.kind.upper(),
+                      encoder_hidden_size=encoder.hidden, encoder_num_layers=2, encoder_dropout=0.0)
+    return fields
 
 
 def load_soft_prompt(folder: str | Path) -> SoftPrompt:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -42,12 +42,13 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
-def save_checkpoint(out: Path, *, prompt: torch.Tensor, best: torch.Tensor, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, state: TrainState) -> None:
-    """Atomic: the folder is written beside the old one and swapped in."""
+def save_checkpoint(out: Path, *, prompt: Mapping[str, torch.Tensor], best: torch.Tensor,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState) -> None:
+    """Atomic: the folder is written beside the old one and swapped in. `prompt` is the soft prompt's
+    state (its embeddings, or its encoder's weights); `best` the best embeddings so far."""
     tensors, plain = _split_optimizer(optimizer.state_dict())
-    tensors.update({"prompt": prompt.detach().cpu().contiguous(), "best": best.detach().cpu().contiguous(),
-                    "rng": torch.get_rng_state()})
+    tensors.update({f"prompt.{k}": v.detach().cpu().contiguous() for k, v in prompt.items()})
+    tensors.update({"best": best.detach().cpu().contiguous(), "rng": torch.get_rng_state()})
     schedule = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
 
     def fill(folder: Path) -> None:
@@ -69,7 +70,8 @@ def load_checkpoint(out: Path) -> dict[str, Any]:
         raise RunError(f"the checkpoint is damaged ({exc})", path=str(folder), hint="start again without --resume") \
             from None
     plain = read_json(folder / "state.json")
-    return {"prompt": tensors["prompt"], "best": tensors["best"], "rng": tensors["rng"],
+    prompt = {k.removeprefix("prompt."): v for k, v in tensors.items() if k.startswith("prompt.")}
+    return {"prompt": prompt, "best": tensors["best"], "rng": tensors["rng"],
             "optimizer": _join_optimizer(tensors, plain["optimizer"]), "scheduler": plain["scheduler"],
             "state": TrainState(**plain["progress"])}
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import Field
 
-from ..spec.options import Calibrate, Device, Init, Normalize, Optimizer, PathText, Precision, Rows, Schedule
+from ..spec.options import (Calibrate, Device, EncoderKind, Init, Normalize, Optimizer, PathText, Precision, Rows,
+                            Schedule, TuneMethod)
 from ..spec.verbalizer import Strict
 
 
@@ -18,6 +19,9 @@ class TuneConfig(Strict):
     dev: PathText | None = None
     verbalizer: PathText | None = None
     virtual_tokens: int = Field(20, ge=1)
+    method: TuneMethod = "prompt"  # prompt: the embeddings train; p-tuning: a prompt encoder produces them
+    encoder: EncoderKind = "mlp"  # p-tuning's encoder
+    encoder_hidden: int | None = Field(None, ge=1)  # its width (None: the model's hidden size)
     init: Init = "random"
     init_text: str | None = None
     epochs: int = Field(30, ge=1)

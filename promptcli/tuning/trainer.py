@@ -107,7 +107,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TuneConfig, total: 
 
 
 def make_optimizer(prompt: SoftPrompt, config: TuneConfig) -> torch.optim.Optimizer:
-    params = [prompt.embeddings]
+    params = list(prompt.parameters())  # the embeddings, or the prompt encoder's weights
     if config.optimizer == "adafactor":
         from transformers.optimization import Adafactor
         return Adafactor(params, lr=config.lr, scale_parameter=False, relative_step=False, warmup_init=False,
@@ -174,12 +174,11 @@ class Trainer:
         eval_every = per_epoch if config.eval_every == 0 else config.eval_every or math.ceil(total / 10)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            state, best = TrainState(), prompt.embeddings.detach().clone()
+            state, best = TrainState(), prompt.current().detach().clone()
             if resume:
                 saved = load_checkpoint(out_dir)
-                with torch.no_grad():
-                    prompt.embeddings.copy_(saved["prompt"])
-                best = saved["best"].to(prompt.embeddings)
+                prompt.load_state_dict(saved["prompt"])
+                best = saved["best"].to(best)
                 optimizer.load_state_dict(saved["optimizer"])
                 scheduler.load_state_dict({**scheduler.state_dict(), **saved["scheduler"]})
                 torch.set_rng_state(saved["rng"])
@@ -194,12 +193,12 @@ class Trainer:
                                     "dev_accuracy": accuracy})
                 if accuracy is None or state.best is None or accuracy > state.best:
                     state.best, state.bad_evals = accuracy, 0
-                    best = prompt.embeddings.detach().clone()
+                    best = prompt.current().detach().clone()
                 else:
                     state.bad_evals += 1
                 state.stopped_early = config.patience is not None and state.bad_evals >= config.patience
                 if dist.main:
-                    save_checkpoint(out_dir, prompt=prompt.embeddings, best=best, optimizer=optimizer,
+                    save_checkpoint(out_dir, prompt=prompt.state_dict(), best=best, optimizer=optimizer,
                                     scheduler=scheduler, state=state)
 
             if not state.curve:
@@ -236,10 +235,11 @@ class Trainer:
                 loss = self.loss(mine) * len(mine) / len(rows)
                 loss.backward()
                 losses.append(float(loss.detach()) * len(rows) / len(mine))
-        embeddings = self.prompt.embeddings
-        if embeddings.grad is not None:  # each rank scaled its loss by its share of the batch
-            dist.total(embeddings.grad)
-        torch.nn.utils.clip_grad_norm_([embeddings], config.max_grad_norm)
+        params = list(self.prompt.parameters())
+        for param in params:
+            if param.grad is not None:  # each rank scaled its loss by its share of the batch
+                dist.total(param.grad)
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

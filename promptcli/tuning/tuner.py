@@ -22,6 +22,7 @@ from ..evaluation.outputs import prepare_new
 from ..models.info import ModelInfo, load_info
 from ..models.weights import LoadedModel, load_model
 from ..progress import new_progress
+from ..prompt.reparam import PromptEncoder
 from ..prompt.soft import SoftPrompt, peft_config
 from ..spec.loading import load_template
 from ..spec.runconfig import RunConfig, checked, resumed_config
@@ -79,7 +80,10 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
     dev_set = (_prepared(config, name, config.dev, places, dist.device, loaded, subsample=config.dev_subsample,
                          rows=config.dev_rows) if config.dev else None)
     placement = "slots" if train_set.renderer.soft_slots else "prefix"
-    prompt = SoftPrompt(initial_embeddings(config, loaded, train_set), {"placement": placement}).to(loaded.device)
+    initial = initial_embeddings(config, loaded, train_set)
+    encoder = (PromptEncoder(initial, config.encoder, config.encoder_hidden, config.seed)
+               if config.method == "p-tuning" else None)
+    prompt = SoftPrompt(initial, {"placement": placement}, encoder).to(loaded.device)
     trainer = Trainer(config, loaded, prompt, train_set, dev_set, dist)
 
     if config.gradient_checkpointing:  # HF checkpointing is active in train mode only (which enables dropout)
@@ -99,11 +103,11 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
     loaded.model.eval()
     if parameters_sha256(loaded.model) != frozen_before:
         raise RuntimeError("a model parameter changed during tuning; this is a bug in promptcli")
-    manifest = _manifest(config, info, train_set, dev_set, state, prompt, frozen_before, loaded, placement)
+    manifest = _manifest(config, info, train_set, dev_set, state, prompt, frozen_before, loaded, placement, dist.world)
     if dist.main:
         SoftPrompt(best, manifest.to_dict()).save(out_dir, manifest.to_dict(),
                                                   peft_config(config.virtual_tokens, hidden, info.path, info.kind,
-                                                              info.config))
+                                                              info.config, encoder))
         remove_checkpoint(out_dir)
     curve = state.curve
     return TuneResult(out_dir=out_dir, initial_dev_accuracy=curve[0]["dev_accuracy"] if curve else None,
@@ -123,7 +127,7 @@ def _prepared(config: TuneConfig, model: str, data: str, places: SoftPrompt, dev
 
 
 def _manifest(config: TuneConfig, info: ModelInfo, train: Prepared, dev: Prepared | None, state: TrainState,
-              prompt: SoftPrompt, frozen_sha: str, loaded: LoadedModel, placement: str) -> Manifest:
+              prompt: SoftPrompt, frozen_sha: str, loaded: LoadedModel, placement: str, processes: int) -> Manifest:
     steps = state.step
     return Manifest(
         placement=placement,
@@ -134,10 +138,11 @@ def _manifest(config: TuneConfig, info: ModelInfo, train: Prepared, dev: Prepare
         verbalizer={"path": str(train.template.verbalizer.path or "inline"), "sha256": train.template.verbalizer.sha256},
         data={"train": train.dataset.sha256, "dev": dev.dataset.sha256 if dev else None},
         hyperparameters=config.model_dump(),
-        parameters={"trainable": prompt.embeddings.numel(), "frozen": sum(p.numel() for p in loaded.model.parameters())},
+        parameters={"trainable": sum(p.numel() for p in prompt.parameters()),
+                    "frozen": sum(p.numel() for p in loaded.model.parameters())},
         training={"steps": steps, "train_seconds": round(state.seconds, 3),
                   "steps_per_s": round(steps / state.seconds, 3) if state.seconds else None,
-                  "stopped_early": state.stopped_early, "best_dev_accuracy": state.best,
+                  "stopped_early": state.stopped_early, "best_dev_accuracy": state.best, "processes": processes,
                   "memory": peak_memory_mb(loaded.device)},
         dev_curve=state.curve,
         versions=versions(),
