@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import promptcli
-from promptcli.sweeps.runner import SweepState
+from promptcli.sweeps.state import SweepState
 
 
 def top_set(state: SweepState) -> list[str]:

@@ -106,14 +106,19 @@ def test_a_killed_process_resumes_to_the_same_bytes(tiny, tmp_path, resume_with)
     assert json.loads((tmp_path / "run/run.json").read_text())["resumed_rows"] >= 12
 
 
-def test_a_sweep_on_two_processes_ranks_and_writes_what_one_does(tiny, tmp_path):
+@pytest.mark.parametrize("parallel", ["rows", "variants"])
+def test_a_sweep_on_two_processes_ranks_and_writes_what_one_does(tiny, tmp_path, parallel):
     spec = {"data": EXAMPLES, "train": EXAMPLES, "models": [tiny["gpt2"]], "ensemble": True,
             "templates": [str(REPO / "templates/sst2/causal.yaml"), str(REPO / "templates/sst2/causal-fewshot.yaml")],
             "calibrate": ["none", "contextual"], "options": {"batch_size": 4, "device": "cpu"}}
     path = write(tmp_path / "sweep.yaml", yaml.safe_dump(spec))
     one = promptcli.sweep(path, tmp_path / "one", progress=False, cache=False)
-    two = torchrun("sweep", str(path), "--out", str(tmp_path / "two"), "--no-cache", "--quiet")
+    two = torchrun("sweep", str(path), "--out", str(tmp_path / "two"), "--no-cache", "--quiet", "--parallel", parallel)
     assert two.returncode == 0, two.stderr[-3000:]
+    processes = {json.loads(p.read_text())["process"].get("processes", 1): p for p in (tmp_path / "two").rglob("run.json")}
+    assert set(processes) == {2 if parallel == "rows" else 1}  # rows shared out, or each variant run whole
+    pids = {json.loads(p.read_text())["process"]["pid"] for p in (tmp_path / "two").rglob("run.json")}
+    assert len(pids) == (1 if parallel == "rows" else 2)  # with whole variants, both processes recorded runs
     folders = [p.parent.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("predictions.jsonl")]
     assert len(folders) == 6  # four variants, two ensembles
     for folder in folders:

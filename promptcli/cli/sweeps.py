@@ -17,6 +17,7 @@ from .common import OUT, CacheOpt, DeviceOpt, Dtype, OutputFormat, StoreOpt, Tra
 
 Metric = choices(option_values.Metric, "Metric")
 Correction = choices(option_values.Correction, "Correction")
+Parallel = choices(option_values.Parallel, "Parallel")
 RunKind = choices(option_values.RunKind, "RunKind")
 
 
@@ -85,6 +86,7 @@ def sweep(
     correction: Annotated[Optional[Correction], typer.Option(help="Adjust p-values against the best for the number of comparisons: holm, bh (Benjamini–Hochberg) or none \\[default: holm].")] = None,
     adaptive: Annotated[Optional[int], typer.Option(min=2, help="Score every variant on a sample of N rows first; only those not significantly worse than the best there run on all rows.")] = None,
     show: Annotated[Optional[str], typer.Option(help="A variant whose confusion matrix the report shows beside the best's.")] = None,
+    parallel: Annotated[Optional[Parallel], typer.Option(help="Under torchrun / accelerate launch: share each variant's rows (rows), give each process whole variants (variants), or variants when there are at least twice as many as processes (auto) \\[default: auto].")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder; the same folder again resumes the sweep.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N rows.")] = None,
@@ -116,7 +118,7 @@ def sweep(
                     shots=_values("--shots", shots, int), seeds=_values("--seeds", seeds, int),
                     normalize=_values("--normalize", normalize), calibrate=_values("--calibrate", calibrate),
                     ensemble=ensemble, weighted=weighted, metric=metric, correction=correction, adaptive=adaptive,
-                    show=show)
+                    show=show, parallel=parallel)
     options = given(batch_size=batch_size, limit=limit, subsample=subsample, rows=rows, device=device, dtype=dtype,
                     label_field=label_field,
                     skip_invalid=skip_invalid, max_length=max_length)

@@ -72,7 +72,8 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
         model: str | None = None, *, out: str | Path | None = None, resume: str | Path | None = None,
         progress: bool | Progress = True, command: str | None = None, cache: bool | str | Path | None = None,
         store: bool | str | Path | None = None, models: ModelPool | None = None, parent: int | None = None,
-        on_batch: Callable[[int, int], None] | None = None, verbose: bool = False, **options: Any) -> RunResult:
+        on_batch: Callable[[int, int], None] | None = None, verbose: bool = False, processes: Processes | None = None,
+        **options: Any) -> RunResult:
     """Evaluate one template on one data file with one model; write and return the results.
 
     `options` are RunConfig fields (batch_size, scorer, device, dtype, normalize, ...), checked: an
@@ -101,25 +102,27 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
             raise RunError("a template and data are needed (or --resume DIR)")
         config = checked(RunConfig, {**{k: v for k, v in given.items() if v is not None},
                                      "data": "<rows>" if rows is not None else str(data)})
-        out_dir = Path(out) if out else default_out_dir(Path(config.template))
+        out_dir = Path(out) if out else Processes.current().shared(default_out_dir(Path(config.template)))
         previous = None
     cache = True if cache is None else cache
     resolve_dtype(config.dtype, resolve_device(config.device))  # an absent GPU is an error before anything is written
 
     with library_warnings(out_dir / "warnings.log", show=verbose):
-        return _run(config, rows, out_dir, previous, progress, command, cache, store, models, parent, on_batch)
+        return _run(config, rows, out_dir, previous, progress, command, cache, store, models, parent, on_batch,
+                    processes or Processes.current())
 
 
 def _run(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None, out_dir: Path, previous: RunRecord | None,
          progress: bool | Progress, command: str | None, cache: bool | str | Path, store: bool | str | Path | None,
-         models: ModelPool | None, parent: int | None, on_batch: Callable[[int, int], None] | None) -> RunResult:
+         models: ModelPool | None, parent: int | None, on_batch: Callable[[int, int], None] | None,
+         processes: Processes) -> RunResult:
     """`run` once the options are settled: prepare, open the folder and the stores, evaluate, write.
 
     Under `torchrun` / `accelerate launch` every process runs this: each predicts its share of the
     batches into its own file, and the first process alone records the run and writes the merged
-    outputs, which every process then reads back (so a sweep goes on identically on all of them)."""
+    outputs, which every process then reads back (so a sweep goes on identically on all of them).
+    `processes=Processes()` keeps a run to this process alone (a sweep that deals out whole variants)."""
     started = time.perf_counter()
-    processes = Processes.current()
     config = config.model_copy(update={"device": processes.device(config.device)})
     pool = models or ModelPool()
     loaded_before = pool.load_seconds

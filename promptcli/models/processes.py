@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -50,6 +51,22 @@ class Processes:
     def barrier(self) -> None:
         if self.world > 1:
             torch.distributed.barrier()
+
+    def shared(self, value: Any) -> Any:
+        """The first process's `value`, on every process (e.g. a folder name made from the clock)."""
+        if self.world == 1:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's `value`, in rank order."""
+        if self.world == 1:
+            return [value]
+        found: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(found, value)
+        return found
 
     def total(self, values: list[float]) -> list[float]:
         """Element-wise sums over all processes (the values themselves with one process)."""

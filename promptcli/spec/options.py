@@ -28,6 +28,7 @@ Metric = Literal["accuracy", "macro_f1", "ece", "log_loss"]
 RunKind = Literal["run", "sweep"]
 Init = Literal["random", "vocab", "text", "labels"]
 TuneMethod = Literal["prompt", "p-tuning"]
+Parallel = Literal["auto", "rows", "variants"]  # how a sweep shares its work among processes
 EncoderKind = Literal["mlp", "lstm"]
 Optimizer = Literal["adamw", "adafactor", "sgd"]
 Schedule = Literal["linear", "cosine", "constant"]

@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, create_model
 
 from ..errors import SpecError
 from .loading import spec_error
-from .options import Calibrate, Correction, Metric, Normalize
+from .options import Calibrate, Correction, Metric, Normalize, Parallel
 from .runconfig import RunConfig
 from .verbalizer import Strict
 from .yamlfile import load_yaml
@@ -46,6 +46,10 @@ class SweepSpec(Strict):
     weighted: bool = Field(False, description="weight ensemble members by their accuracy")
     metric: Metric = "accuracy"
     correction: Correction = Field("holm", description="multiple comparisons with the best: holm, bh or none")
+    parallel: Parallel = Field("auto", description="with several processes (torchrun, accelerate launch): rows "
+                                                   "(each variant's rows shared out), variants (each process takes "
+                                                   "whole variants) or auto (variants when there are at least twice "
+                                                   "as many as processes)")
     adaptive: int | None = Field(None, ge=2, description="first score every variant on a seeded sample of this "
                                                          "many rows; only those not significantly worse than the "
                                                          "best there run on all rows")

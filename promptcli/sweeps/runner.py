@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import functools
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import DataError, PromptcliError, RunError
-from ..evaluation.leaderboard import Row, Scored, leaderboard
+from ..evaluation.leaderboard import Scored, leaderboard
 from ..evaluation.outputs import RUN
 from ..evaluation.runner import ModelPool, default_out_dir, read_run, run
 from ..files import read_json, write_json
@@ -28,67 +27,8 @@ from ..store.runs import RunStore, open_store
 from .ensemble import ensembles
 from .adaptive import race, work
 from .holdout import report_chosen
+from .state import STATE, SweepState, VariantEntry
 from .variants import Variant, display_names, expand, group_name, skip_reason, template_labels
-
-STATE = "sweep.json"
-
-
-@dataclass
-class VariantEntry:
-    """One variant's line in sweep.json: its name and folder, its axis values, and how it ended."""
-
-    name: str
-    folder: str
-    variant: Variant
-    status: str = "pending"  # finished | skipped
-    reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {"name": self.name, "folder": self.folder, **asdict(self.variant), "status": self.status}
-        return data if self.reason is None else {**data, "reason": self.reason}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VariantEntry:
-        axes = {f.name: data[f.name] for f in fields(Variant)}
-        return cls(name=data["name"], folder=data["folder"], variant=Variant(**axes), status=data["status"],
-                   reason=data.get("reason"))
-
-
-@dataclass
-class SweepState:
-    """sweep.json: the spec, each variant's outcome, and the leaderboard."""
-
-    spec: dict[str, Any]
-    store_id: int | None
-    command: str | None
-    variants: dict[str, VariantEntry] = field(default_factory=dict)
-    leaderboard: list[Row] | None = None
-    report: dict[str, Any] | None = None  # the chosen variant on the report split (`report_on`)
-    race: dict[str, Any] | None = None  # adaptive sweeps: what the first slice decided, and the work saved
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {"spec": self.spec, "store_id": self.store_id, "command": self.command,
-                "variants": {slug: v.to_dict() for slug, v in self.variants.items()}}
-        if self.leaderboard is not None:
-            data["leaderboard"] = [r.to_dict() for r in self.leaderboard]
-        for key in ("report", "race"):
-            if getattr(self, key) is not None:
-                data[key] = getattr(self, key)
-        return data
-
-    @classmethod
-    def read(cls, path: Path) -> SweepState:
-        data = read_json(path)
-        rows = data.get("leaderboard")
-        return cls(spec=data["spec"], store_id=data.get("store_id"), command=data.get("command"),
-                   variants={slug: VariantEntry.from_dict(v) for slug, v in data.get("variants", {}).items()},
-                   leaderboard=[Row.from_dict(r) for r in rows] if rows is not None else None,
-                   report=data.get("report"), race=data.get("race"))
-
-    @property
-    def skipped(self) -> list[tuple[str, str]]:
-        return [(v.name, v.reason or "") for v in self.variants.values() if v.status == "skipped"]
-
 
 def default_sweep_dir(spec: SweepSpec) -> Path:
     return Processes.current().shared(default_out_dir(Path(f"sweep-{spec.name or 'variants'}")))
@@ -124,6 +64,7 @@ def run_sweep(spec: SweepSpec, out: Path, *, progress: bool = True, cache: bool 
     sweep_id = previous.store_id if previous else (
         runs.add("sweep", {"spec": spec_json}, {}, str(out.resolve()), name=spec.name or out.name, status="running")
         if runs else None)
+    sweep_id = processes.shared(sweep_id)  # every process's runs name the sweep as their parent
     state = SweepState(spec=spec_json, store_id=sweep_id, command=command)
     try:
         _run_variants(spec, variants, names, kinds, state, out, progress, cache, store)
@@ -199,34 +140,66 @@ def _run_variants(spec: SweepSpec, variants: list[Variant], names: dict[Variant,
 def _run_each(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str], kinds: dict[str, str], out: Path,
               root: str, state: SweepState | None, display: Any, run_one: Any) -> dict[Variant, Scored]:
     """Run `variants` into `out/root/<slug>` (finished ones are read back); with a `state`, record how each
-    ended in sweep.json as it goes."""
+    ended in sweep.json as it goes. With several processes dealing out whole variants, each runs its own
+    alone, then every process reads the others' back (and learns why any was skipped)."""
+    processes = Processes.current()
+    by_variant = shares_variants(spec, len(variants), processes)
+    mine = set(variants[processes.rank::processes.world]) if by_variant else set(variants)
     results: dict[Variant, Scored] = {}
-    overall = display.add_task("sweep" if root == "variants" else f"sweep: {root}", total=len(variants)) \
+    entries: dict[Variant, VariantEntry] = {}
+    overall = display.add_task("sweep" if root == "variants" else f"sweep: {root}", total=len(mine)) \
         if display else None
     for model in spec.models:  # each model loads once
         pool = ModelPool()  # the previous model is freed before this one loads
-        for variant in [v for v in variants if v.model == model]:
+        for variant in [v for v in variants if v.model == model and v in mine]:
             folder = out / root / variant.slug()
             entry = VariantEntry(name=names[variant], folder=str(folder.relative_to(out)), variant=variant)
             entry.reason = skip_reason(variant, kinds[model], spec)
             if entry.reason is None:
                 try:
-                    results[variant] = run_one(variant, names[variant], folder, spec, pool, display=display)
+                    results[variant] = run_one(variant, names[variant], folder, spec, pool, display=display,
+                                               processes=Processes() if by_variant else None)
                     entry.status = "finished"
                 except PromptcliError as exc:
                     entry.reason = exc.message
                 except KeyboardInterrupt as exc:
                     exc.resume = f"the same sweep with --out {out}"
                     raise
-            if entry.reason is not None:
-                entry.status = "skipped"
-            if state is not None:
-                state.variants[variant.slug()] = entry
-                if Processes.current().main:
-                    write_json(out / STATE, state.to_dict())
+            entry.status = "skipped" if entry.reason is not None else entry.status
+            entries[variant] = entry
+            _record(state, {variant: entry}, out)
             if display:
                 display.advance(overall)
+    if by_variant:
+        reasons = {slug: why for part in processes.gather({v.slug(): e.reason for v, e in entries.items()})
+                   for slug, why in part.items()}
+        for variant in [v for v in variants if v not in mine]:
+            folder = out / root / variant.slug()
+            entry = VariantEntry(name=names[variant], folder=str(folder.relative_to(out)), variant=variant,
+                                 reason=reasons[variant.slug()])
+            entry.status = "skipped" if entry.reason is not None else "finished"
+            if entry.reason is None:  # finished by another process: read back
+                results[variant] = run_one(variant, names[variant], folder, spec, None, display=False)
+            entries[variant] = entry
+        _record(state, entries, out)
+        results = {v: results[v] for v in variants if v in results}  # in variant order, as one process has them
     return results
+
+
+def shares_variants(spec: SweepSpec, count: int, processes: Processes) -> bool:
+    """Whether the processes take whole variants (rather than sharing each variant's rows)."""
+    if processes.world == 1 or spec.parallel == "rows":
+        return False
+    return spec.parallel == "variants" or count >= 2 * processes.world
+
+
+def _record(state: SweepState | None, entries: dict[Variant, VariantEntry], out: Path) -> None:
+    """How the variants ended, in sweep.json (written by the first process)."""
+    if state is None:
+        return
+    state.variants.update((v.slug(), e) for v, e in entries.items())
+    if Processes.current().main:
+        write_json(out / STATE, state.to_dict())
 
 
 def _race(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str], first: dict[Variant, Scored],
@@ -246,8 +219,8 @@ def _race(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str], f
     return [v for v in variants if v not in dropped]
 
 
-def _run_variant(variant: Variant, name: str, folder: Path, spec: SweepSpec, pool: ModelPool, *, display: Any,
-                 cache: bool, store: Any, parent: int | None) -> Scored:
+def _run_variant(variant: Variant, name: str, folder: Path, spec: SweepSpec, pool: ModelPool | None, *,
+                 display: Any, cache: bool, store: Any, parent: int | None, processes: Processes | None = None) -> Scored:
     record_path = folder / RUN
     status = read_json(record_path).get("status") if record_path.exists() else None
     if status == "finished":  # done in an earlier call: read it back, never recompute
@@ -255,7 +228,8 @@ def _run_variant(variant: Variant, name: str, folder: Path, spec: SweepSpec, poo
     else:
         result = run(variant.template, spec.data, variant.model, out=None if status else folder,
                      resume=folder if status else None, progress=display, cache=cache, store=store, models=pool,
-                     parent=parent, verbalizer=variant.verbalizer, train=spec.train, shots=variant.shots,
+                     parent=parent, processes=processes, verbalizer=variant.verbalizer, train=spec.train,
+                     shots=variant.shots,
                      seed=variant.seed, normalize=variant.normalize, calibrate=variant.calibrate,
                      **({} if status else shared_options(spec)))
         record, predictions, metrics = result.record, result.predictions, result.metrics
