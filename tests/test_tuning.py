@@ -179,13 +179,14 @@ def test_p_tuning_learns_and_saves_only_the_encoders_output(task, tmp_path, enco
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed (pip install -e .[dev])")
-@pytest.mark.parametrize("encoder", ["mlp", "lstm"])
-def test_p_tuning_follows_peft_step_by_step(tiny, tmp_path, encoder):
-    """PEFT's P-tuning and promptcli's on the same frozen model, batches, optimizer and initial encoder
-    weights: the same loss at every step."""
-    from peft import PromptEncoderConfig, get_peft_model
+@pytest.mark.parametrize("method", ["p-tuning-mlp", "p-tuning-lstm", "prefix"])
+def test_the_prompt_family_follows_peft_step_by_step(tiny, tmp_path, method):
+    """PEFT's P-tuning / prefix tuning and promptcli's on the same frozen model, batches, optimizer and initial
+    weights: the same loss at every step, and the same prompt after them."""
+    from peft import PrefixTuningConfig, PromptEncoderConfig, get_peft_model
     from transformers import AutoModelForCausalLM
     from promptcli.prompt.reparam import PromptEncoder
+    from promptcli.prompt.soft import KvPrefix, kv_shape
 
     template = write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} It was {{ mask }}'\n" + VERB)
     data = write(tmp_path / "d.jsonl", "".join(json.dumps({**r, "label": int(r["label"] == "positive")}) + "\n"
@@ -193,16 +194,25 @@ def test_p_tuning_follows_peft_step_by_step(tiny, tmp_path, encoder):
     n, steps = 4, 6
     loaded = load_model(load_info(tiny["gpt2"]), device="cpu", dtype="float32")
     hidden = loaded.model.get_input_embeddings().embedding_dim
+    shape = kv_shape(loaded.model.config)
+    places = KvPrefix(torch.zeros(n, 2 * math.prod(shape)), shape) if method == "prefix" else \
+        SoftPrompt(torch.zeros(n, hidden))
     prepared = prepare(RunConfig(template=str(template), data=str(data), model=tiny["gpt2"], calibrate="none"),
-                       soft=SoftPrompt(torch.zeros(n, hidden)))
+                       soft=places)
     torch.manual_seed(0)
-    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny["gpt2"]).eval(), PromptEncoderConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=n, encoder_hidden_size=16,
-        encoder_reparameterization_type=encoder.upper())).eval()
+    if method == "prefix":
+        peft_config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=n)
+    else:
+        peft_config = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=n, encoder_hidden_size=16,
+                                          encoder_reparameterization_type=method.split("-")[-1].upper())
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny["gpt2"]).eval(), peft_config).eval()
     theirs = peft.prompt_encoder["default"]
-    mine = PromptEncoder(torch.zeros(n, hidden), encoder, 16)
-    mine.load_state_dict(theirs.state_dict())  # the same names, so PEFT's initial weights load as they are
-    prompt = SoftPrompt(None, encoder=mine)
+    if method == "prefix":  # PEFT's layout: (N, layers × 2 × width), the same table
+        prompt = KvPrefix(theirs.embedding.weight.detach().clone(), shape)
+    else:  # the same names, so PEFT's initial weights load as they are
+        mine = PromptEncoder(torch.zeros(n, hidden), method.split("-")[-1], 16)
+        mine.load_state_dict(theirs.state_dict())
+        prompt = SoftPrompt(None, encoder=mine)
     config = TuneConfig(template=str(template), train=str(data), virtual_tokens=n, lr=0.01, batch_size=8,
                         calibrate="none")
     trainer = Trainer(config, loaded, prompt, prepared, None, Distributed("cpu"))
@@ -211,7 +221,7 @@ def test_p_tuning_follows_peft_step_by_step(tiny, tmp_path, encoder):
     labels = torch.tensor([w[0] for w in prepared.encoded[0].words.ids])
     ours, theirs_losses = [], []
     with torch.no_grad():
-        start = mine().clone()
+        start = prompt.current().clone()
     with prompt.attached(loaded.model):
         for step in range(steps):
             batch = prepared.encoded[(8 * step) % 24:(8 * step) % 24 + 8]
@@ -221,8 +231,8 @@ def test_p_tuning_follows_peft_step_by_step(tiny, tmp_path, encoder):
             ours_opt.zero_grad()
             ours.append(float(loss.detach()))
             total = 0.0
-            for e in batch:  # PEFT: one row at a time, no padding; the text after the virtual ids
-                ids = torch.tensor([list(e.context[n:])])
+            for e in batch:  # PEFT: one row at a time, no padding; the text after any virtual ids
+                ids = torch.tensor([list(e.context[0 if method == "prefix" else n:])])
                 logits = peft(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1]
                 gold = torch.tensor([prepared.verbalizer.labels.index(prepared.gold[e.index])])
                 row = torch.nn.functional.cross_entropy(logits[:, labels], gold) / len(batch)
@@ -232,7 +242,8 @@ def test_p_tuning_follows_peft_step_by_step(tiny, tmp_path, encoder):
             their_opt.step()
             their_opt.zero_grad()
     with torch.no_grad():
-        mine_out, their_out = mine(), theirs(torch.arange(n)[None])[0]
+        mine_out = prompt.current()
+        their_out = theirs.embedding.weight if method == "prefix" else theirs(torch.arange(n)[None])[0]
     assert ours == pytest.approx(theirs_losses, abs=1e-5)  # the same loss curve
     torch.testing.assert_close(mine_out, their_out, atol=1e-5, rtol=0)  # the same prompt after the same steps
     assert (mine_out - start).abs().max() > 1e-3  # and it moved
@@ -428,3 +439,80 @@ def test_dev_rows_can_be_sampled_or_ranged(task, tmp_path, monkeypatch):
     assert len(seen["dev"][0]) == 10 and sorted(Counter(seen["dev"][0]).values()) == [5, 5]  # stratified by label
     assert len(seen["dev"][1]) == 12
     assert sampled.manifest.hyperparameters["dev_subsample"] == 10 and ranged.manifest.hyperparameters["dev_rows"] == "8:20"
+
+
+# prefix tuning: trainable key/value prefixes at every layer (causal models)
+
+@pytest.fixture(scope="module")
+def causal_task(task, tmp_path_factory):
+    """The toy task with a tiny GPT-2 wide enough to learn it (initialisation 0.2, as the MLM's)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+    import tiny
+
+    root = tmp_path_factory.mktemp("causal-toy")
+    vocab, merges = tiny._bpe_vocab(300, ["<|endoftext|>"])
+    tokenizer = GPT2Tokenizer(vocab=vocab, merges=merges)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=4, n_positions=128,
+                        initializer_range=0.2, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return {**task, "model": str(tiny._save(root / "gpt2", tokenizer, GPT2LMHeadModel, config, seed=0))}
+
+
+def test_prefix_tuning_learns_and_reloads_exactly(causal_task, tmp_path):
+    task = causal_task
+    result = tuned(task, tmp_path, epochs=10, method="prefix", calibrate="none")
+    assert result.initial_dev_accuracy <= 0.6 and result.best_dev_accuracy >= 0.8
+    assert result.manifest.parameters["trainable"] == 8 * 2 * 2 * 64  # N × layers × (keys, values) × width
+    folder = result.out_dir
+    tensors = load_file(str(folder / "adapter_model.safetensors"))
+    assert list(tensors) == ["prompt_embeddings"] and tensors["prompt_embeddings"].shape == (8, 256)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert (config["peft_type"], config["num_layers"], config["num_attention_heads"], config["token_dim"]) == \
+        ("PREFIX_TUNING", 2, 4, 64)
+    runs = [promptcli.run(task["prefix"], task["dev"], task["model"], out=tmp_path / f"run{b}", progress=False,
+                          soft_prompt=str(folder), cache=False, batch_size=b) for b in (16, 5)]
+    assert runs[0].accuracy == result.best_dev_accuracy
+    assert (tmp_path / "run16/predictions.jsonl").read_bytes() == (tmp_path / "run5/predictions.jsonl").read_bytes()
+    plain = promptcli.run(task["prefix"], task["dev"], task["model"], out=tmp_path / "plain", progress=False)
+    assert plain.predictions != runs[0].predictions  # the prefix is really used
+
+
+def test_a_kv_prefix_with_shared_demonstrations_scores_as_without_the_prefix_cache(causal_task, tmp_path):
+    """The demonstrations' shared cache is computed on top of the key/value prefix."""
+    task = causal_task
+    template = write(tmp_path / "few.yaml", "kind: manual\ntext: '{{ text }} it was {{ mask }}'\n" + VERB +
+                     "demonstrations: {count: 4, select: balanced}\n")
+    prompt = tune(str(template), task["train"], task["model"], out=tmp_path / "p", progress=False, virtual_tokens=4,
+                  epochs=1, batch_size=16, method="prefix", lr=0.3)
+    runs = [promptcli.run(str(template), task["dev"], task["model"], out=tmp_path / f"r{c}", progress=False,
+                          train=task["train"], soft_prompt=str(prompt.out_dir), cache=False, prefix_cache=c)
+            for c in (True, False)]
+    assert runs[0].record.work["shared_prefix_tokens"] > 10 and runs[1].record.work["shared_prefix_tokens"] == 0
+    for a, b in zip(runs[0].predictions, runs[1].predictions):
+        assert a.pred == b.pred and a.probs == pytest.approx(b.probs, abs=1e-4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed (pip install -e .[dev])")
+@pytest.mark.parametrize("name", ["gpt2", "llama"])  # llama: grouped-query attention (2 key/value heads of 4)
+def test_a_kv_prefix_loads_in_peft_with_the_same_logits(tiny, tmp_path, name, task):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from promptcli.scoring.causal import cache_argument, cache_of
+
+    template = write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} it was {{ mask }}'\n" + VERB)
+    result = tune(str(template), task["train"], tiny[name], out=tmp_path / "p", progress=False, virtual_tokens=5,
+                  epochs=1, batch_size=16, method="prefix", lr=0.1)
+    prompt = load_soft_prompt(result.out_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny[name]).eval()
+    text = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    with torch.inference_mode():  # the text at positions 5…10, after the prefix, as the scorer feeds it
+        ours = base(input_ids=text, position_ids=5 + torch.arange(6)[None], attention_mask=torch.ones(1, 11).long(),
+                    **{cache_argument(base): cache_of(prompt.key_values(), base.config)}).logits
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny[name]).eval(), str(result.out_dir))
+    with torch.inference_mode():
+        theirs = peft_model(input_ids=text, attention_mask=torch.ones_like(text)).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_prefix_tuning_a_masked_lm_is_a_clear_error(task, tmp_path):
+    with pytest.raises(RunError, match="needs a causal model"):
+        tuned(task, tmp_path, epochs=1, method="prefix")

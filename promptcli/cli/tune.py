@@ -33,7 +33,7 @@ def tune(
     virtual_tokens: Annotated[Optional[int], typer.Option(min=1, help="Soft tokens (must match the template's soft slots, if any) \\[default: 20].")] = None,
     init: Annotated[Optional[Init], typer.Option(help="random (±0.5), vocab (frequent tokens), text, or labels (label words) \\[default: random].")] = None,
     init_text: Annotated[Optional[str], typer.Option(help="The text for --init text.")] = None,
-    method: Annotated[Optional[Method], typer.Option(help="prompt (the embeddings train) or p-tuning (a prompt encoder produces them; only its output is saved) \\[default: prompt].")] = None,
+    method: Annotated[Optional[Method], typer.Option(help="prompt (the embeddings train), p-tuning (a prompt encoder produces them; only its output is saved) or prefix (key/value prefixes at every layer; causal models) \\[default: prompt].")] = None,
     encoder: Annotated[Optional[EncoderKind], typer.Option(help="P-tuning's prompt encoder: mlp or lstm \\[default: mlp].")] = None,
     encoder_hidden: Annotated[Optional[int], typer.Option(min=1, help="The prompt encoder's width \\[default: the model's hidden size].")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Passes over the training rows \\[default: 30].", rich_help_panel=TRAINING)] = None,

@@ -110,8 +110,11 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None, 
     scoring = resolve_scoring(inputs.template.spec, inputs.template.verbalizer.spec, config,
                               soft.scoring if soft is not None else None)
     check_model_fits(inputs.template, info, scoring)
+    kv = bool(getattr(soft, "kv", False))
+    if kv:
+        check_prefix_fits(inputs, info)
     encoder = make_encoder(inputs.renderer, inputs.verbalizer, info, inputs.selector, config.max_new_tokens,
-                           soft.tokens if soft is not None else None)
+                           soft.tokens if soft is not None and not kv else None, soft.tokens if kv else 0)
     dataset = inputs.dataset
     encoded, kept = [], []
     for example in dataset.examples:
@@ -127,12 +130,24 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None, 
         note = length_note(encoded[0], info.kind, scoring.normalize)
         if note:
             warn(f"{inputs.template.path}: {note}")
-    if soft is not None and encoded:
+    if soft is not None and not kv and encoded:
         placed = sum(1 for i in encoded[0].context if i >= encoder.virtual.base)
         if placed != soft.tokens:
             raise RunError(f"the soft prompt has {soft.tokens} tokens but the template places {placed}",
                            path=str(inputs.template.path))
     return Prepared(**{f.name: getattr(inputs, f.name) for f in fields(Inputs)}, info=info, encoder=encoder, encoded=encoded, scoring=scoring, soft=soft)
+
+
+def check_prefix_fits(inputs: Inputs, info: ModelInfo) -> None:
+    """Prefix tuning sits in a causal model's attention cache, in front of a scored prompt."""
+    where = str(inputs.template.path)
+    if info.kind != "causal":
+        raise RunError(f"a key/value prefix (prefix tuning) needs a causal model; '{info.name}' is a masked LM",
+                       path=where, hint="tune it with --method prompt or p-tuning")
+    if inputs.template.generative or inputs.renderer.soft_slots:
+        what = f"kind '{inputs.template.kind}'" if inputs.template.generative else "{{ soft(n) }} slots"
+        raise RunError(f"a key/value prefix applies to scored templates without soft slots, not to {what}",
+                       path=where)
 
 
 def length_note(encoded: Encoded, kind: str, normalize: str) -> str | None:

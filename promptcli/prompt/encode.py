@@ -155,14 +155,15 @@ class Encoder:
 
 def make_encoder(renderer: Renderer, verbalizer: Verbalizer, info: ModelInfo,
                  selector: DemoSelector | None = None, max_new_tokens: int | None = None,
-                 soft_tokens: int | None = None) -> Encoder:
-    """The encoder for a template and a model; generation prompts keep room for what is generated."""
+                 soft_tokens: int | None = None, kv_tokens: int = 0) -> Encoder:
+    """The encoder for a template and a model; generation prompts keep room for what is generated, and a
+    key/value prefix (prefix tuning) for the positions it takes."""
     tok = info.tokenizer
     segmenter = Segmenter(tok)
     spec = renderer.template.spec
-    reserve = 0
+    reserve = kv_tokens
     if renderer.generative:
-        reserve = max_new_tokens or spec.decoding.max_new_tokens
+        reserve += max_new_tokens or spec.decoding.max_new_tokens
         if spec.answer_trigger:  # the trigger and the longest label word follow the reasoning
             longest = max(verbalizer.words, key=len)
             reserve += len(segmenter.encode(renderer.trigger_text(longest))) + 2

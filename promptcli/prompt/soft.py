@@ -105,6 +105,56 @@ class SoftPrompt(torch.nn.Module):
         write_json(folder / MANIFEST, manifest)
 
 
+class KvPrefix(SoftPrompt):
+    """Prefix tuning (Li & Liang, 2021; P-tuning v2): N trainable key/value vectors in front of every layer's
+    attention instead of N input embeddings. Stored in PEFT's PREFIX_TUNING layout, one (N, layers × 2 ×
+    kv heads × head dim) table; the causal scorer reads it (`key_values`) as a cache the prompt sits on, so
+    the text keeps its own token ids and starts at position N."""
+
+    kv = True
+
+    def __init__(self, table: torch.Tensor, shape: tuple[int, int, int], manifest: dict | None = None):
+        super().__init__(table, {"placement": "kv", **(manifest or {})})
+        self.shape = tuple(shape)  # layers, kv heads, head dim
+
+    def key_values(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (keys, values), each (1, kv heads, N, head dim), as PEFT lays them out."""
+        layers, heads, dim = self.shape
+        table = self.current().view(1, self.tokens, 2 * layers, heads, dim).permute(2, 0, 3, 1, 4)
+        return [(table[2 * i], table[2 * i + 1]) for i in range(layers)]
+
+    @contextmanager
+    def attached(self, model: torch.nn.Module) -> Iterator[None]:
+        """While inside, the model's causal scorer puts this prefix in front of every input."""
+        expected = kv_shape(model.config)
+        if expected != self.shape:
+            raise ModelError(f"the prefix was trained for {self.shape[0]} layers × {self.shape[1]} key/value heads × "
+                             f"{self.shape[2]} dims; this model has {expected[0]} × {expected[1]} × {expected[2]}")
+        setattr(model, KV_ATTRIBUTE, self)
+        try:
+            yield
+        finally:
+            delattr(model, KV_ATTRIBUTE)
+
+
+KV_ATTRIBUTE = "_promptcli_kv_prefix"
+
+
+def kv_shape(config: Any) -> tuple[int, int, int]:
+    """(layers, key/value heads, head dim) of a causal model's attention cache."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = getattr(text, "num_attention_heads", None) or text.n_head
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return getattr(text, "num_hidden_layers", None) or text.n_layer, kv_heads, head_dim
+
+
+def kv_table(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The inverse of `KvPrefix.key_values`: per-layer (1, heads, N, dim) keys and values → (N, layers × 2 × heads × dim)."""
+    stacked = torch.stack([t for pair in layers for t in pair])  # (2L, 1, heads, N, dim)
+    return stacked.permute(1, 3, 0, 2, 4).reshape(stacked.shape[3], -1)
+
+
 def peft_config(tokens: int, hidden: int, model_name: str, kind: str, config: Any,
                 encoder: PromptEncoder | None = None) -> dict:
     """PEFT's PromptTuningConfig fields for a plain prefix, or PromptEncoderConfig's for P-tuning (task type by
@@ -122,6 +172,16 @@ def peft_config(tokens: int, hidden: int, model_name: str, kind: str, config: An
     return fields
 
 
+def prefix_peft_config(tokens: int, model_name: str, config: Any) -> dict:
+    """PEFT's PrefixTuningConfig fields (token_dim and heads are the key/value ones, as PEFT sets them for
+    grouped-query attention)."""
+    layers, kv_heads, head_dim = kv_shape(config)
+    return {"peft_type": "PREFIX_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": tokens,
+            "token_dim": kv_heads * head_dim, "num_transformer_submodules": 1, "num_attention_heads": kv_heads,
+            "num_layers": layers, "encoder_hidden_size": kv_heads * head_dim, "prefix_projection": False,
+            "base_model_name_or_path": model_name, "inference_mode": True, "revision": None}
+
+
 def load_soft_prompt(folder: str | Path) -> SoftPrompt:
     folder = Path(folder)
     if not (folder / WEIGHTS).is_file():
@@ -136,6 +196,10 @@ def load_soft_prompt(folder: str | Path) -> SoftPrompt:
     manifest = read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
     if not isinstance(manifest, dict):
         raise RunError(f"{MANIFEST} must hold a JSON object", path=str(folder / MANIFEST))
+    adapter = read_json(folder / PEFT_CONFIG) if (folder / PEFT_CONFIG).is_file() else {}
+    if adapter.get("peft_type") == "PREFIX_TUNING":
+        heads = adapter["num_attention_heads"]
+        return KvPrefix(tensors[KEY], (adapter["num_layers"], heads, adapter["token_dim"] // heads), manifest)
     return SoftPrompt(tensors[KEY], manifest)
 
 

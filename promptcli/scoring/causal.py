@@ -8,7 +8,8 @@ context's last position, so when every continuation is a single token (single-to
 words ending the text) the context forward is the whole cost.
 
 Padding is on the right with explicit position ids, so a row's scores do not depend on
-what it is batched with.
+what it is batched with. A key/value prefix (prefix tuning) is a cache every input sits on: the
+text starts at position N, after it, and the shared-prefix cache is computed on top of it.
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from typing import Sequence
 
 import torch
 
+from ..errors import ModelError
 from ..models.weights import LoadedModel
 from ..prompt.encode import Encoded
+from ..prompt.soft import KV_ATTRIBUTE
 from ..spec.runconfig import ScoringConfig
 from .base import chunks, pad_right, register
 
@@ -38,6 +41,14 @@ class CausalLMScorer:
         self.calls = self.sequences = self.positions = self.prefills = 0
         self.prefix: tuple[int, ...] = ()
         self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.kv_prefix = getattr(self.model, KV_ATTRIBUTE, None)  # a prefix-tuned prompt, while attached
+        self.virtual = self.kv_prefix.tokens if self.kv_prefix is not None else 0
+
+    def virtual_cache(self, batch: int):
+        """The key/value prefix as a cache for `batch` rows (views: it stays differentiable while training)."""
+        dtype = self.model.get_input_embeddings().weight.dtype
+        return cache_of([(k.to(dtype).expand(batch, -1, -1, -1), v.to(dtype).expand(batch, -1, -1, -1))
+                         for k, v in self.kv_prefix.key_values()], self.config)
 
     def share_prefix(self, contexts: Sequence[Sequence[int]], minimum: int = 4) -> int:
         """Compute once the KV cache of the token prefix every context shares (instructions, fixed
@@ -53,8 +64,10 @@ class CausalLMScorer:
         self.sequences += 1
         self.positions += length
         kwargs = {"logits_to_keep": 1} if self.keeps_logits else {}  # the prefix's logits are never read
-        out = self.model(input_ids=ids, position_ids=torch.arange(length, device=self.device)[None], use_cache=True,
-                         **kwargs)
+        if self.virtual:
+            kwargs[self.cache_argument] = self.virtual_cache(1)
+        out = self.model(input_ids=ids, position_ids=self.virtual + torch.arange(length, device=self.device)[None],
+                         use_cache=True, **kwargs)
         cache = returned_cache(out)
         if not splittable(cache):
             self.prefix = ()
@@ -74,19 +87,22 @@ class CausalLMScorer:
                                                          for c in contexts) else 0
         ids, own_mask = pad_right([c[shared:] for c in contexts], self.pad_id, self.device)
         batch = ids.shape[0]
-        lengths = own_mask.sum(1) + shared
-        mask = torch.cat([torch.ones((batch, shared), dtype=own_mask.dtype, device=self.device), own_mask], dim=1)
-        positions = shared + torch.arange(ids.shape[1], device=self.device).expand_as(ids)
-        last = (lengths - shared - 1)[:, None]  # (B, 1): each row's last own token
+        before = self.virtual + shared  # cached positions in front of each row's own tokens
+        lengths = own_mask.sum(1) + before
+        mask = torch.cat([torch.ones((batch, before), dtype=own_mask.dtype, device=self.device), own_mask], dim=1)
+        positions = before + torch.arange(ids.shape[1], device=self.device).expand_as(ids)
+        last = (lengths - before - 1)[:, None]  # (B, 1): each row's last own token
         kwargs = {"logits_to_keep": last} if self.keeps_logits else {}  # per row: (B, 1) logits
-        if shared:  # views of the one prefix cache, expanded to the batch
+        if shared:  # views of the one prefix cache (on the key/value prefix, if any), expanded to the batch
             kwargs[self.cache_argument] = cache_of(
                 [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.prefix_kv], self.config)
+        elif self.virtual:
+            kwargs[self.cache_argument] = self.virtual_cache(batch)
         self.calls += 1
         self.sequences += batch
         self.prefills += batch
         self.positions += int(own_mask.sum())
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache or shared > 0,
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache or before > 0,
                          **kwargs)
         if out.logits.shape[1] == 1:  # logits_to_keep kept just each row's last position
             logits = out.logits[:, 0]
@@ -113,6 +129,9 @@ class CausalLMScorer:
     def recompute(self, contexts: Sequence[Sequence[int]], feeds: Sequence[Sequence[int]]) -> torch.Tensor:
         """Fallback for caches that cannot be split by row (recurrent or hybrid models): run context and
         continuation together. Same scores, more positions; (R, T, V) logits at the fed tokens."""
+        if self.virtual:
+            raise ModelError("prefix tuning needs a key/value cache that splits by row; this model's does not",
+                             hint="tune it with --method prompt or p-tuning")
         ids, mask = pad_right([list(c) + list(f) for c, f in zip(contexts, feeds)], self.pad_id, self.device)
         self.calls += 1
         self.sequences += ids.shape[0]

@@ -19,7 +19,8 @@ class TuneConfig(Strict):
     dev: PathText | None = None
     verbalizer: PathText | None = None
     virtual_tokens: int = Field(20, ge=1)
-    method: TuneMethod = "prompt"  # prompt: the embeddings train; p-tuning: a prompt encoder produces them
+    method: TuneMethod = "prompt"  # prompt: the embeddings train; p-tuning: a prompt encoder produces them;
+    # prefix: key/value prefixes at every layer (causal models)
     encoder: EncoderKind = "mlp"  # p-tuning's encoder
     encoder_hidden: int | None = Field(None, ge=1)  # its width (None: the model's hidden size)
     init: Init = "random"

@@ -21,9 +21,10 @@ from ..errors import RunError
 from ..evaluation.calibration import calibration_inputs
 from ..evaluation.inputs import Prepared
 from ..models.weights import LoadedModel
-from ..prompt.soft import SoftPrompt
+from ..prompt.soft import SoftPrompt, kv_table
 from ..scoring import make_scorer
 from ..scoring.base import chunks
+from ..scoring.causal import returned_cache
 from ..scoring.labels import LabelDistribution
 from ..spec.options import DEFAULT_BATCH_SIZE
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -74,14 +75,35 @@ def parameters_sha256(model: torch.nn.Module) -> str:
 def initial_embeddings(config: TuneConfig, loaded: LoadedModel, prepared: Prepared) -> torch.Tensor:
     """(N, H): random ±0.5 (Lester et al.), frequent vocabulary rows, a text's rows, or the label words' rows."""
     table = loaded.model.get_input_embeddings().weight.detach().float().cpu()
+    if config.init == "random":
+        generator = torch.Generator().manual_seed(config.seed)
+        return torch.rand((config.virtual_tokens, table.shape[1]), generator=generator) - 0.5
+    return table[torch.tensor(initial_ids(config, loaded, prepared))].clone()
+
+
+def initial_prefix(config: TuneConfig, loaded: LoadedModel, prepared: Prepared) -> torch.Tensor:
+    """A key/value prefix to start from: the model's own keys and values for N real tokens (Li & Liang found
+    real activations train better than noise); `random` draws the tokens from the whole vocabulary."""
+    if config.init == "random":
+        generator = torch.Generator().manual_seed(config.seed)
+        ids = torch.randint(loaded.model.get_input_embeddings().num_embeddings, (config.virtual_tokens,),
+                            generator=generator).tolist()
+    else:
+        ids = initial_ids(config, loaded, prepared)
+    with torch.no_grad():
+        out = loaded.model(input_ids=torch.tensor([ids], device=loaded.device), use_cache=True)
+    cache = returned_cache(out)
+    return kv_table([(layer.keys, layer.values) for layer in cache.layers]).float().cpu()
+
+
+def initial_ids(config: TuneConfig, loaded: LoadedModel, prepared: Prepared) -> list[int]:
+    """N token ids to start from: frequent vocabulary tokens, a text's tokens, or the label words' tokens."""
     n = config.virtual_tokens
     generator = torch.Generator().manual_seed(config.seed)
     tok = loaded.tokenizer
-    if config.init == "random":
-        return torch.rand((n, table.shape[1]), generator=generator) - 0.5
     if config.init == "vocab":  # BPE/SentencePiece ids are roughly ordered by frequency: sample the first 5,000
         special = set(tok.all_special_ids)
-        pool = [i for i in range(min(5000, table.shape[0])) if i not in special]
+        pool = [i for i in range(min(5000, loaded.model.get_input_embeddings().num_embeddings)) if i not in special]
         ids = [pool[int(i)] for i in torch.randint(len(pool), (n,), generator=generator)]
     elif config.init == "text":
         if not config.init_text:
@@ -91,8 +113,7 @@ def initial_embeddings(config: TuneConfig, loaded: LoadedModel, prepared: Prepar
         ids = [i for word in prepared.encoded[0].words.ids for i in word]
     if not ids:
         raise RunError(f"--init {config.init} found no tokens to start from")
-    ids = (ids * math.ceil(n / len(ids)))[:n]
-    return table[torch.tensor(ids)].clone()
+    return (ids * math.ceil(n / len(ids)))[:n]
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TuneConfig, total: int):

@@ -7,6 +7,7 @@ for itself), so few-shot templates tune as they run.
 """
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,13 +24,13 @@ from ..models.info import ModelInfo, load_info
 from ..models.weights import LoadedModel, load_model
 from ..progress import new_progress
 from ..prompt.reparam import PromptEncoder
-from ..prompt.soft import SoftPrompt, peft_config
+from ..prompt.soft import KvPrefix, SoftPrompt, kv_shape, peft_config, prefix_peft_config
 from ..spec.loading import load_template
 from ..spec.runconfig import RunConfig, checked, resumed_config
 from ..versions import peak_memory_mb, versions
 from .checkpoint import CONFIG, remove_checkpoint
 from .config import Manifest, TrainState, TuneConfig
-from .trainer import Distributed, Trainer, initial_embeddings, parameters_sha256
+from .trainer import Distributed, Trainer, initial_embeddings, initial_prefix, parameters_sha256
 
 
 @dataclass
@@ -73,17 +74,23 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
         raise RunError(f"--virtual-tokens {config.virtual_tokens} leaves no room for the prompt in the model's "
                        f"{info.max_length} tokens")
     hidden = loaded.model.get_input_embeddings().embedding_dim
-    places = SoftPrompt(torch.zeros(config.virtual_tokens, hidden))  # its size is all encoding needs
+    shape = kv_shape(info.config) if config.method == "prefix" else None
+    places = (KvPrefix(torch.zeros(config.virtual_tokens, 2 * math.prod(shape)), shape) if shape  # its size is
+              else SoftPrompt(torch.zeros(config.virtual_tokens, hidden)))                        # all encoding needs
     train_set = _prepared(config, name, config.train, places, dist.device, loaded)
     if not train_set.dataset.labeled:
         raise RunError("the training data has no labels", path=config.train)
     dev_set = (_prepared(config, name, config.dev, places, dist.device, loaded, subsample=config.dev_subsample,
                          rows=config.dev_rows) if config.dev else None)
     placement = "slots" if train_set.renderer.soft_slots else "prefix"
-    initial = initial_embeddings(config, loaded, train_set)
-    encoder = (PromptEncoder(initial, config.encoder, config.encoder_hidden, config.seed)
-               if config.method == "p-tuning" else None)
-    prompt = SoftPrompt(initial, {"placement": placement}, encoder).to(loaded.device)
+    if shape:
+        placement = "kv"
+        prompt = KvPrefix(initial_prefix(config, loaded, train_set), shape).to(loaded.device)
+    else:
+        initial = initial_embeddings(config, loaded, train_set)
+        encoder = (PromptEncoder(initial, config.encoder, config.encoder_hidden, config.seed)
+                   if config.method == "p-tuning" else None)
+        prompt = SoftPrompt(initial, {"placement": placement}, encoder).to(loaded.device)
     trainer = Trainer(config, loaded, prompt, train_set, dev_set, dist)
 
     if config.gradient_checkpointing:  # HF checkpointing is active in train mode only (which enables dropout)
@@ -105,9 +112,9 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
         raise RuntimeError("a model parameter changed during tuning; this is a bug in promptcli")
     manifest = _manifest(config, info, train_set, dev_set, state, prompt, frozen_before, loaded, placement, dist.world)
     if dist.main:
-        SoftPrompt(best, manifest.to_dict()).save(out_dir, manifest.to_dict(),
-                                                  peft_config(config.virtual_tokens, hidden, info.path, info.kind,
-                                                              info.config, encoder))
+        adapter = (prefix_peft_config(config.virtual_tokens, info.path, info.config) if shape else
+                   peft_config(config.virtual_tokens, hidden, info.path, info.kind, info.config, prompt.encoder))
+        SoftPrompt(best, manifest.to_dict()).save(out_dir, manifest.to_dict(), adapter)
         remove_checkpoint(out_dir)
     curve = state.curve
     return TuneResult(out_dir=out_dir, initial_dev_accuracy=curve[0]["dev_accuracy"] if curve else None,
