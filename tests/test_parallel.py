@@ -126,3 +126,19 @@ def test_a_sweep_on_two_processes_ranks_and_writes_what_one_does(tiny, tmp_path,
     board = json.loads((tmp_path / "two/leaderboard.json").read_text())
     assert [(r["variant"], r["value"], r["tied"]) for r in board] == \
         [(r.variant, r.value, r.tied) for r in one.leaderboard]
+
+
+def test_the_progress_counts_the_other_processes_lines_as_they_come(tmp_path):
+    from promptcli.evaluation.batches import PeerLines
+
+    first, second = tmp_path / "predictions.rank1.jsonl", tmp_path / "predictions.rank2.jsonl"
+    first.write_text('{"index": 0}\n')
+    peers = PeerLines([first, second])  # the second process has written nothing yet
+    assert peers.count() == 1
+    with first.open("a") as handle:
+        handle.write('{"index": 4}\n{"index": 5')  # a line being written is not counted until it ends
+    second.write_text('{"index": 2}\n')
+    assert peers.count() == 3
+    with first.open("a") as handle:
+        handle.write('}\n')
+    assert peers.count() == 4

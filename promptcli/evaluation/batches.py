@@ -64,8 +64,22 @@ def plan_batches(encoded: Sequence[Encoded], batch_size: int) -> list[list[Encod
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def count_lines(paths: Sequence[Path]) -> int:
-    return sum(path.read_bytes().count(b"\n") for path in paths if path.exists())
+class PeerLines:
+    """Lines the other processes have streamed so far, read incrementally (each byte once)."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self.offsets = {path: 0 for path in paths}
+        self.lines = 0
+
+    def count(self) -> int:
+        for path, offset in self.offsets.items():
+            if path.exists():
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read()
+                self.offsets[path] = offset + len(chunk)
+                self.lines += chunk.count(b"\n")
+        return self.lines
 
 
 def evaluate(prepared: Prepared, load: Callable[[], LoadedModel], path: Path,
@@ -75,7 +89,8 @@ def evaluate(prepared: Prepared, load: Callable[[], LoadedModel], path: Path,
     """Predict this process's share of the batches not in `done`, streaming them to `path`; the progress
     bar also counts the lines the other processes have streamed to `peers`."""
     finished = {p.index: p for p in done}
-    peers_before = count_lines(peers)
+    others = PeerLines(peers)
+    before = others.count()  # lines already there (an earlier run's) are in `done`
     writer = PredictionWriter(path)
     computed = 0
     start = time.perf_counter()
@@ -94,7 +109,7 @@ def evaluate(prepared: Prepared, load: Callable[[], LoadedModel], path: Path,
                     writer.write(new)
                     finished.update((p.index, p) for p in new)
                     computed += len(new)
-                    bar.update(completed=len(finished) + count_lines(peers) - peers_before)
+                    bar.update(completed=len(finished) + others.count() - before)
                     if on_batch is not None:
                         on_batch(len(finished), len(prepared.encoded))
     finally:

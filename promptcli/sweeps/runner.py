@@ -182,7 +182,8 @@ def _run_each(spec: SweepSpec, variants: list[Variant], names: dict[Variant, str
                 results[variant] = run_one(variant, names[variant], folder, spec, None, display=False)
             entries[variant] = entry
         _record(state, entries, out)
-        results = {v: results[v] for v in variants if v in results}  # in variant order, as one process has them
+        by_model = [v for m in spec.models for v in variants if v.model == m]
+        results = {v: results[v] for v in by_model if v in results}  # in the order one process has them
     return results
 
 
@@ -229,8 +230,7 @@ def _run_variant(variant: Variant, name: str, folder: Path, spec: SweepSpec, poo
         result = run(variant.template, spec.data, variant.model, out=None if status else folder,
                      resume=folder if status else None, progress=display, cache=cache, store=store, models=pool,
                      parent=parent, processes=processes, verbalizer=variant.verbalizer, train=spec.train,
-                     shots=variant.shots,
-                     seed=variant.seed, normalize=variant.normalize, calibrate=variant.calibrate,
+                     shots=variant.shots, seed=variant.seed, normalize=variant.normalize, calibrate=variant.calibrate,
                      **({} if status else shared_options(spec)))
         record, predictions, metrics = result.record, result.predictions, result.metrics
     return Scored(name=name, group=group_name(name), labels=record.labels,
