@@ -2,6 +2,7 @@
 interrupted multi-process run resumes to them."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -142,3 +143,28 @@ def test_the_progress_counts_the_other_processes_lines_as_they_come(tmp_path):
     with first.open("a") as handle:
         handle.write('}\n')
     assert peers.count() == 4
+
+
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate is not installed")
+def test_device_map_loads_through_accelerate_and_scores_the_same(tiny, tmp_path, monkeypatch):
+    import transformers
+
+    seen = []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **kw: seen.append(kw.get("device_map")) or real(*a, **kw))
+    runs = [promptcli.run(REPO / "templates/sst2/causal.yaml", EXAMPLES, tiny["gpt2"], out=tmp_path / f"r{i}",
+                          progress=False, cache=False, **options)
+            for i, options in enumerate([{}, {"device_map": "auto"}])]
+    assert seen == [None, "auto"]  # this machine has no GPU: accelerate places every layer on the CPU
+    same_outputs(tmp_path / "r0", tmp_path / "r1")
+    assert runs[1].record.config["device_map"] == "auto"
+
+
+def test_device_map_without_accelerate_names_the_install(tiny, tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
+    with pytest.raises(promptcli.PromptcliError, match="pip install accelerate"):
+        promptcli.run(REPO / "templates/sst2/causal.yaml", EXAMPLES, tiny["gpt2"], out=tmp_path / "r",
+                      progress=False, cache=False, device_map="auto")
+    assert not (tmp_path / "r").exists()  # refused before anything was written

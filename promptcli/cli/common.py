@@ -57,6 +57,7 @@ Normalize = choices(options.Normalize, "Normalize")
 Calibrate = choices(options.Calibrate, "Calibrate")
 Strategy = choices(options.Strategy, "Strategy")
 Dtype = choices(options.Dtype, "Dtype")
+DeviceMap = choices(options.DeviceMap, "DeviceMap")
 DataFormat = choices(options.DataFormat, "DataFormat")
 
 

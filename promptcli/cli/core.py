@@ -17,7 +17,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from ..errors import SpecError
-from .common import (ERR, OUT, Calibrate, DataFormat, DataFormatOpt, DeviceOpt, Dtype, LabelFieldOpt, MaxLengthOpt,
+from .common import (ERR, OUT, Calibrate, DataFormat, DataFormatOpt, DeviceMap, DeviceOpt, Dtype, LabelFieldOpt, MaxLengthOpt,
                      ModelOpt, Normalize, OutputFormat, ScorerOpt, SeedOpt, ShotsOpt, Strategy, TrainOpt, TrustOpt, VerbalizerOpt,
                      app, given, main_process, reports_errors)
 
@@ -41,6 +41,7 @@ def run(
     scorer: ScorerOpt = None,
     device: DeviceOpt = None,
     dtype: Annotated[Optional[Dtype], typer.Option(help="Weights' precision \\[default: auto: float32 on CPU, bfloat16 on GPUs].")] = None,
+    device_map: Annotated[Optional[DeviceMap], typer.Option(help="Spread one model too big for a GPU over all of this process's GPUs (and CPU memory): auto, balanced, balanced_low_0 or sequential (needs accelerate).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass \\[default: 32].")] = None,
     max_length: MaxLengthOpt = None,
     trust_remote_code: TrustOpt = None,
@@ -72,7 +73,8 @@ def run(
     templates = templates or []
     if resume is None and (not templates or data is None):
         raise typer.BadParameter("give a TEMPLATE and --data (or --resume DIR)")
-    options = given(verbalizer=verbalizer, scorer=scorer, device=device, dtype=dtype, batch_size=batch_size,
+    options = given(verbalizer=verbalizer, scorer=scorer, device=device, dtype=dtype, device_map=device_map,
+                    batch_size=batch_size,
                     max_length=max_length, normalize=normalize, calibrate=calibrate, label_field=label_field,
                     data_format=data_format, skip_invalid=skip_invalid, limit=limit, subsample=subsample, rows=rows,
                     trust_remote_code=trust_remote_code, train=train, shots=shots, seed=seed, samples=samples,

@@ -16,7 +16,7 @@ from ..errors import RunError
 from ..files import read_json, write_json
 from ..models.info import ModelInfo
 from ..models.processes import Processes
-from ..models.weights import LoadedModel, load_model, resolve_device, resolve_dtype
+from ..models.weights import LoadedModel, check_device_map, load_model, resolve_device, resolve_dtype
 from ..progress import library_warnings, warn
 from ..scoring.answers import TIE_RULE
 from ..spec.runconfig import RunConfig, checked, resumed_config
@@ -59,11 +59,11 @@ class ModelPool:
         self._models: dict[tuple, LoadedModel] = {}
         self.load_seconds = 0.0
 
-    def get(self, info: ModelInfo, device: str, dtype: str) -> LoadedModel:
-        key = (info.path, info.kind, device, dtype)
+    def get(self, info: ModelInfo, device: str, dtype: str, device_map: str | None = None) -> LoadedModel:
+        key = (info.path, info.kind, device, dtype, device_map)
         if key not in self._models:
             start = time.perf_counter()
-            self._models[key] = load_model(info, device=device, dtype=dtype)
+            self._models[key] = load_model(info, device=device, dtype=dtype, device_map=device_map)
             self.load_seconds += time.perf_counter() - start
         return self._models[key]
 
@@ -106,6 +106,7 @@ def run(template: str | Path | None = None, data: str | Path | Sequence[Mapping[
         previous = None
     cache = True if cache is None else cache
     resolve_dtype(config.dtype, resolve_device(config.device))  # an absent GPU is an error before anything is written
+    check_device_map(config.device_map)
 
     with library_warnings(out_dir / "warnings.log", show=verbose):
         return _run(config, rows, out_dir, previous, progress, command, cache, store, models, parent, on_batch,
@@ -126,7 +127,10 @@ def _run(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None, out_dir: P
     config = config.model_copy(update={"device": processes.device(config.device)})
     pool = models or ModelPool()
     loaded_before = pool.load_seconds
-    prepared = prepare(config, rows, load=lambda info: pool.get(info, config.device, config.dtype))
+    if config.device_map and processes.world > 1:
+        raise RunError("--device-map spreads one model over this process's devices; with several processes, "
+                       "each takes one GPU instead", hint="drop --device-map, or run one process")
+    prepared = prepare(config, rows, load=lambda info: pool.get(info, config.device, config.dtype, config.device_map))
     hashes = run_hashes(prepared)
     if previous is not None:
         _check_unchanged(previous, hashes)
@@ -159,7 +163,7 @@ def _run(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None, out_dir: P
     done = _read_all(out_dir) if previous is not None else []
     processes.barrier()  # all have read what earlier runs wrote before anyone appends
     try:
-        evaluation = evaluate(prepared, lambda: pool.get(prepared.info, config.device, config.dtype),
+        evaluation = evaluate(prepared, lambda: pool.get(prepared.info, config.device, config.dtype, config.device_map),
                               files[processes.rank], done, progress if processes.main else False, scores, on_batch,
                               processes, [f for r, f in enumerate(files) if r != processes.rank])
     except BaseException as exc:

@@ -1,6 +1,7 @@
 """Loading a model's weights (the only part of `models` that needs torch)."""
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from dataclasses import dataclass
 from typing import Any
@@ -62,8 +63,16 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def load_model(info: ModelInfo, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load the weights for `info` in eval mode, with no gradients."""
+def check_device_map(device_map: str | None) -> None:
+    if device_map and importlib.util.find_spec("accelerate") is None:
+        raise ModelError("--device-map loads the model through accelerate, which is not installed",
+                         hint="pip install accelerate")
+
+
+def load_model(info: ModelInfo, *, device: str = "auto", dtype: str = "auto", device_map: str | None = None
+               ) -> LoadedModel:
+    """Load the weights for `info` in eval mode, with no gradients; with a `device_map`, spread over the
+    available devices by accelerate (inputs then go to the device of the input embeddings)."""
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
 
@@ -71,8 +80,11 @@ def load_model(info: ModelInfo, *, device: str = "auto", dtype: str = "auto") ->
     where = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, where)
     auto = AutoModelForMaskedLM if info.kind == "mlm" else AutoModelForCausalLM
+    check_device_map(device_map)
+    placement = {"device_map": device_map} if device_map else {}
     try:
-        model = auto.from_pretrained(info.path, dtype=torch_dtype, trust_remote_code=info.trust_remote_code)
+        model = auto.from_pretrained(info.path, dtype=torch_dtype, trust_remote_code=info.trust_remote_code,
+                                     **placement)
     except pickle.UnpicklingError:
         raise ModelError(f"refused the pickle weights of '{info.name}' (pytorch_model.bin): they hold more than "
                          "tensors, and unpickling them could run any code, so they are only read in torch's "
@@ -81,6 +93,10 @@ def load_model(info: ModelInfo, *, device: str = "auto", dtype: str = "auto") ->
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the weights of '{info.name}' as a {info.kind} model: {first_line(exc)}",
                          hint="check the folder holds model weights (model.safetensors), or force --scorer") from None
-    model.to(where).eval()
+    if device_map:
+        where = model.get_input_embeddings().weight.device  # where the inputs go
+    else:
+        model.to(where)
+    model.eval()
     model.requires_grad_(False)
     return LoadedModel(info=info, model=model, device=where, dtype=torch_dtype)

@@ -95,7 +95,7 @@ def _search(config: RunConfig, out_dir: Path, options: SearchOptions, progress: 
             command: str | None) -> WordSearch:
     started = time.perf_counter()
     pool = ModelPool()
-    base = prepare(config, load=lambda info: pool.get(info, config.device, config.dtype))
+    base = prepare(config, load=lambda info: pool.get(info, config.device, config.dtype, config.device_map))
     if base.template.generative:
         raise RunError(f"search words scores the label words at a template's answer slot; a '{base.template.kind}' "
                        "template generates its answer instead", path=str(config.template),
@@ -108,7 +108,7 @@ def _search(config: RunConfig, out_dir: Path, options: SearchOptions, progress: 
                         path=str(config.data))
     fold_of = stratified_folds(gold, folds, options.seed)
     position = {e.index: i for i, e in enumerate(base.dataset.examples)}
-    load = functools.partial(pool.get, base.info, config.device, config.dtype)
+    load = functools.partial(pool.get, base.info, config.device, config.dtype, config.device_map)
     scores = open_cache(cache)
     given = ScorePredictor(base, load, scores)
 

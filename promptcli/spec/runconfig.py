@@ -11,7 +11,8 @@ from typing import Any, Mapping
 from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import OptionError, RunError
-from .options import (DEFAULT_BATCH_SIZE, Aggregate, Calibrate, DataFormat, Device, Dtype, MultiToken, Normalize,
+from .options import (DEFAULT_BATCH_SIZE, Aggregate, Calibrate, DataFormat, Device, DeviceMap, Dtype, MultiToken,
+                      Normalize,
                       PathText, Rows, Scorer, Strategy)
 from .template import AnyTemplate
 from .verbalizer import Strict, VerbalizerSpec
@@ -27,6 +28,7 @@ class RunConfig(Strict):
     scorer: Scorer = "auto"
     device: Device = "auto"
     dtype: Dtype = "auto"
+    device_map: DeviceMap | None = None  # one model split over this process's GPUs (accelerate's big-model loading)
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     max_length: int | None = Field(None, ge=1)
     normalize: Normalize | None = None  # None: the template's
@@ -57,7 +59,7 @@ class RunConfig(Strict):
 # Options that never change a prediction (scores do not depend on batching, device placement or the
 # shared-prefix cache beyond float rounding), so `--resume` may change them; every other option given
 # with --resume must equal the stored run's.
-RESUMABLE = ("device", "batch_size", "prefix_cache")
+RESUMABLE = ("device", "device_map", "batch_size", "prefix_cache")
 
 
 def checked(model: type[BaseModel], values: Mapping[str, Any], what: str = "option") -> Any:
