@@ -492,27 +492,31 @@ def test_a_kv_prefix_with_shared_demonstrations_scores_as_without_the_prefix_cac
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed (pip install -e .[dev])")
-@pytest.mark.parametrize("name", ["gpt2", "llama"])  # llama: grouped-query attention (2 key/value heads of 4)
+@pytest.mark.parametrize("name", ["gpt2", "llama", "bert"])  # llama: grouped-query attention (2 kv heads of 4)
 def test_a_kv_prefix_loads_in_peft_with_the_same_logits(tiny, tmp_path, name, task):
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
     from promptcli.scoring.causal import cache_argument, cache_of
 
     template = write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} it was {{ mask }}'\n" + VERB)
     result = tune(str(template), task["train"], tiny[name], out=tmp_path / "p", progress=False, virtual_tokens=5,
                   epochs=1, batch_size=16, method="prefix", lr=0.1)
     prompt = load_soft_prompt(result.out_dir)
-    base = AutoModelForCausalLM.from_pretrained(tiny[name]).eval()
+    auto = AutoModelForMaskedLM if name == "bert" else AutoModelForCausalLM
+    base = auto.from_pretrained(tiny[name]).eval()
     text = torch.tensor([[5, 6, 7, 8, 9, 10]])
-    with torch.inference_mode():  # the text at positions 5…10, after the prefix, as the scorer feeds it
+    with torch.inference_mode():  # the text at positions 5…10, after the prefix, as the scorers feed it
         ours = base(input_ids=text, position_ids=5 + torch.arange(6)[None], attention_mask=torch.ones(1, 11).long(),
                     **{cache_argument(base): cache_of(prompt.key_values(), base.config)}).logits
-    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny[name]).eval(), str(result.out_dir))
+    peft_model = PeftModel.from_pretrained(auto.from_pretrained(tiny[name]).eval(), str(result.out_dir))
     with torch.inference_mode():
         theirs = peft_model(input_ids=text, attention_mask=torch.ones_like(text)).logits
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
-def test_prefix_tuning_a_masked_lm_is_a_clear_error(task, tmp_path):
-    with pytest.raises(RunError, match="needs a causal model"):
-        tuned(task, tmp_path, epochs=1, method="prefix")
+def test_prefix_tuning_a_masked_lm_learns(task, tmp_path):
+    result = tuned(task, tmp_path, epochs=10, method="prefix")
+    assert result.initial_dev_accuracy <= 0.6 and result.best_dev_accuracy >= 0.8
+    run = promptcli.run(task["prefix"], task["dev"], task["model"], out=tmp_path / "run", progress=False,
+                        soft_prompt=str(result.out_dir), cache=False, batch_size=5)
+    assert run.accuracy == result.best_dev_accuracy

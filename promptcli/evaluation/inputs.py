@@ -112,7 +112,7 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None, 
     check_model_fits(inputs.template, info, scoring)
     kv = bool(getattr(soft, "kv", False))
     if kv:
-        check_prefix_fits(inputs, info)
+        check_prefix_fits(inputs)
     encoder = make_encoder(inputs.renderer, inputs.verbalizer, info, inputs.selector, config.max_new_tokens,
                            soft.tokens if soft is not None and not kv else None, soft.tokens if kv else 0)
     dataset = inputs.dataset
@@ -138,12 +138,9 @@ def prepare(config: RunConfig, rows: Sequence[Mapping[str, Any]] | None = None, 
     return Prepared(**{f.name: getattr(inputs, f.name) for f in fields(Inputs)}, info=info, encoder=encoder, encoded=encoded, scoring=scoring, soft=soft)
 
 
-def check_prefix_fits(inputs: Inputs, info: ModelInfo) -> None:
-    """Prefix tuning sits in a causal model's attention cache, in front of a scored prompt."""
+def check_prefix_fits(inputs: Inputs) -> None:
+    """Prefix tuning sits in the model's attention cache, in front of a scored prompt."""
     where = str(inputs.template.path)
-    if info.kind != "causal":
-        raise RunError(f"a key/value prefix (prefix tuning) needs a causal model; '{info.name}' is a masked LM",
-                       path=where, hint="tune it with --method prompt or p-tuning")
     if inputs.template.generative or inputs.renderer.soft_slots:
         what = f"kind '{inputs.template.kind}'" if inputs.template.generative else "{{ soft(n) }} slots"
         raise RunError(f"a key/value prefix applies to scored templates without soft slots, not to {what}",

@@ -108,8 +108,8 @@ class SoftPrompt(torch.nn.Module):
 class KvPrefix(SoftPrompt):
     """Prefix tuning (Li & Liang, 2021; P-tuning v2): N trainable key/value vectors in front of every layer's
     attention instead of N input embeddings. Stored in PEFT's PREFIX_TUNING layout, one (N, layers × 2 ×
-    kv heads × head dim) table; the causal scorer reads it (`key_values`) as a cache the prompt sits on, so
-    the text keeps its own token ids and starts at position N."""
+    kv heads × head dim) table; the scorers read it (`key_values`) as a cache the prompt sits on, so the
+    text keeps its own token ids and starts at position N."""
 
     kv = True
 
@@ -125,7 +125,7 @@ class KvPrefix(SoftPrompt):
 
     @contextmanager
     def attached(self, model: torch.nn.Module) -> Iterator[None]:
-        """While inside, the model's causal scorer puts this prefix in front of every input."""
+        """While inside, the model's scorers put this prefix in front of every input."""
         expected = kv_shape(model.config)
         if expected != self.shape:
             raise ModelError(f"the prefix was trained for {self.shape[0]} layers × {self.shape[1]} key/value heads × "
@@ -172,11 +172,12 @@ def peft_config(tokens: int, hidden: int, model_name: str, kind: str, config: An
     return fields
 
 
-def prefix_peft_config(tokens: int, model_name: str, config: Any) -> dict:
+def prefix_peft_config(tokens: int, model_name: str, kind: str, config: Any) -> dict:
     """PEFT's PrefixTuningConfig fields (token_dim and heads are the key/value ones, as PEFT sets them for
     grouped-query attention)."""
     layers, kv_heads, head_dim = kv_shape(config)
-    return {"peft_type": "PREFIX_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": tokens,
+    task = "CAUSAL_LM" if kind == "causal" else "FEATURE_EXTRACTION"
+    return {"peft_type": "PREFIX_TUNING", "task_type": task, "num_virtual_tokens": tokens,
             "token_dim": kv_heads * head_dim, "num_transformer_submodules": 1, "num_attention_heads": kv_heads,
             "num_layers": layers, "encoder_hidden_size": kv_heads * head_dim, "prefix_projection": False,
             "base_model_name_or_path": model_name, "inference_mode": True, "revision": None}

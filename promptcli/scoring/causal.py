@@ -45,10 +45,7 @@ class CausalLMScorer:
         self.virtual = self.kv_prefix.tokens if self.kv_prefix is not None else 0
 
     def virtual_cache(self, batch: int):
-        """The key/value prefix as a cache for `batch` rows (views: it stays differentiable while training)."""
-        dtype = self.model.get_input_embeddings().weight.dtype
-        return cache_of([(k.to(dtype).expand(batch, -1, -1, -1), v.to(dtype).expand(batch, -1, -1, -1))
-                         for k, v in self.kv_prefix.key_values()], self.config)
+        return prefix_cache(self.kv_prefix, batch, self.model)
 
     def share_prefix(self, contexts: Sequence[Sequence[int]], minimum: int = 4) -> int:
         """Compute once the KV cache of the token prefix every context shares (instructions, fixed
@@ -176,6 +173,14 @@ def target_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     writing a (R, T, V) log-softmax that would be read at one entry per position."""
     logits = logits.float()
     return logits.gather(-1, targets[..., None])[..., 0] - logits.logsumexp(-1)
+
+
+def prefix_cache(prefix, batch: int, model):
+    """A key/value prefix (`prompt.soft.KvPrefix`) as a cache for `batch` rows (views of its table: it stays
+    differentiable while training)."""
+    dtype = model.get_input_embeddings().weight.dtype
+    return cache_of([(k.to(dtype).expand(batch, -1, -1, -1), v.to(dtype).expand(batch, -1, -1, -1))
+                     for k, v in prefix.key_values()], model.config)
 
 
 def cache_of(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], config):

@@ -11,8 +11,10 @@ import torch
 
 from ..models.weights import LoadedModel
 from ..prompt.encode import Encoded
+from ..prompt.soft import KV_ATTRIBUTE
 from ..spec.runconfig import ScoringConfig
 from .base import chunks, pad_right, register
+from .causal import cache_argument, prefix_cache
 
 # The modules after the encoder that map hidden states to vocabulary logits, per family:
 # running only these on the mask positions skips a (T × vocab) projection per input.
@@ -38,6 +40,7 @@ class MaskedLMScorer:
         head = MLM_HEADS.get(loaded.info.config.model_type)
         self.head = head if head and all(hasattr(self.model, n) for n in head) else None
         self.calls = self.sequences = self.positions = self.prefills = 0
+        self.kv_prefix = getattr(self.model, KV_ATTRIBUTE, None)  # a prefix-tuned prompt, while attached
 
     def mask_log_probs(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
                        ) -> torch.Tensor:
@@ -46,14 +49,20 @@ class MaskedLMScorer:
         self.sequences += ids.shape[0]
         self.prefills += ids.shape[0]
         self.positions += int(mask.sum())
+        extra = {}
+        if self.kv_prefix is not None:  # every row sits on the key/value prefix; the text takes positions N…
+            mask = torch.cat([torch.ones((ids.shape[0], self.kv_prefix.tokens), dtype=mask.dtype, device=mask.device),
+                              mask], dim=1)
+            runs = self.model.base_model if self.head is not None else self.model
+            extra[cache_argument(runs)] = prefix_cache(self.kv_prefix, ids.shape[0], self.model)
         if self.head is not None:
-            hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            hidden = self.model.base_model(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
             states = hidden[rows, cols]  # (N, H)
             for name in self.head:
                 states = getattr(self.model, name)(states)
             logits = states
         else:
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[rows, cols]
+            logits = self.model(input_ids=ids, attention_mask=mask, **extra).logits[rows, cols]
         return logits.float().log_softmax(-1)
 
     def word_scores(self, batch: Sequence[Encoded]) -> torch.Tensor:

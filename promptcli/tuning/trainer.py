@@ -24,7 +24,7 @@ from ..models.weights import LoadedModel
 from ..prompt.soft import SoftPrompt, kv_table
 from ..scoring import make_scorer
 from ..scoring.base import chunks
-from ..scoring.causal import returned_cache
+from ..scoring.causal import cache_argument
 from ..scoring.labels import LabelDistribution
 from ..spec.options import DEFAULT_BATCH_SIZE
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -90,9 +90,12 @@ def initial_prefix(config: TuneConfig, loaded: LoadedModel, prepared: Prepared) 
                             generator=generator).tolist()
     else:
         ids = initial_ids(config, loaded, prepared)
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=loaded.model.config)  # filled by the forward (an encoder's too, when given one)
     with torch.no_grad():
-        out = loaded.model(input_ids=torch.tensor([ids], device=loaded.device), use_cache=True)
-    cache = returned_cache(out)
+        loaded.model.base_model(input_ids=torch.tensor([ids], device=loaded.device),
+                                **{cache_argument(loaded.model.base_model): cache})
     return kv_table([(layer.keys, layer.values) for layer in cache.layers]).float().cpu()
 
 

@@ -112,7 +112,7 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
         raise RuntimeError("a model parameter changed during tuning; this is a bug in promptcli")
     manifest = _manifest(config, info, train_set, dev_set, state, prompt, frozen_before, loaded, placement, dist.world)
     if dist.main:
-        adapter = (prefix_peft_config(config.virtual_tokens, info.path, info.config) if shape else
+        adapter = (prefix_peft_config(config.virtual_tokens, info.path, info.kind, info.config) if shape else
                    peft_config(config.virtual_tokens, hidden, info.path, info.kind, info.config, prompt.encoder))
         SoftPrompt(best, manifest.to_dict()).save(out_dir, manifest.to_dict(), adapter)
         remove_checkpoint(out_dir)
