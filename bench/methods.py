@@ -1,12 +1,12 @@
 """The prompt-tuning family on real weights: prompt tuning vs P-tuning vs prefix tuning.
 
     python bench/methods.py [--tasks sst2,rte] [--model gemma-3-270m] [--seeds 13,21,42,87,100]
-        [--methods prompt,p-tuning,prefix] [--max-eval 872] [--out bench-methods]
+        [--methods prompt,p-tuning,prefix,prefix-mlp] [--max-eval 872] [--out bench-methods]
 
 Each method trains on each seed's 16-shot split (the splits of bench/quality.py) with the Quality
 table's budget (10 virtual tokens from frequent vocabulary tokens, 12 epochs, batch 8, the best epoch
 on the seed's disjoint 16-shot dev split; RTE has none: the last epoch), at a learning rate usual for
-the method (LR below: not tuned on these rows), and is evaluated as trained (calibration and PMI off)
+the method (METHODS below: not tuned on these rows; `prefix-mlp` is prefix tuning through its projection), and is evaluated as trained (calibration and PMI off)
 on a seeded sample of `--max-eval` evaluation rows. Prints accuracy (mean ± std over seeds), training
 steps/s and peak memory per method.
 """
@@ -23,7 +23,9 @@ from quality import DATA_DIR, REPO, SEEDS, TASKS, TUNE, Splits, run_once  # noqa
 
 import promptcli  # noqa: E402
 
-LR = {"prompt": 0.03, "p-tuning": 0.01, "prefix": 0.01}
+METHODS = {"prompt": {"method": "prompt", "lr": 0.03}, "p-tuning": {"method": "p-tuning", "lr": 0.01},
+           "prefix": {"method": "prefix", "lr": 0.01},
+           "prefix-mlp": {"method": "prefix", "prefix_projection": True, "lr": 0.01}}
 
 
 def trained(folder: Path, method: str, template: Path, splits: Splits, model: str, seed: int) -> dict:
@@ -31,8 +33,7 @@ def trained(folder: Path, method: str, template: Path, splits: Splits, model: st
     manifest = folder / "promptcli_soft_prompt.json"
     if not manifest.exists():
         promptcli.tune(template, splits.train(seed), model, out=folder, dev=splits.dev(seed), progress=False,
-                       resume=(folder / "tune.json").exists(), seed=seed, **{**TUNE, "lr": LR[method]},
-                       method=method)
+                       resume=(folder / "tune.json").exists(), seed=seed, **{**TUNE, **METHODS[method]})
     return json.loads(manifest.read_text())["training"]
 
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tasks", default="sst2,rte")
     p.add_argument("--model", default="gemma-3-270m")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    p.add_argument("--methods", default=",".join(LR))
+    p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--max-eval", type=int, default=None)
     p.add_argument("--out", type=Path, default=Path("bench-methods"))
     args = p.parse_args(argv)
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             accuracy = [100 * r["accuracy"] for r in runs]
             spread = statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0
             memory = max(r["memory"].get("peak_rss_mb", 0) for r in runs)  # the process's, across seeds
-            lines.append(f"| {task} ({len(splits.gold)} rows) | {method} | {LR[method]} | "
+            lines.append(f"| {task} ({len(splits.gold)} rows) | {method} | {METHODS[method]['lr']} | "
                          f"{statistics.mean(accuracy):.1f} ± {spread:.1f} | "
                          f"{statistics.mean(r['steps_per_s'] or 0 for r in runs):.2f} | {memory:.0f} |")
             print(lines[-1], flush=True)

@@ -63,6 +63,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="(f) training epochs over the 32 rows (default 3; --quick: 1)")
     p.add_argument("--tune-batch-size", type=int, default=8, help="(f) training batch size (default 8)")
     p.add_argument("--virtual-tokens", type=int, default=20, help="(f) soft-prompt length (default 20)")
+    p.add_argument("--tune-method", default="prompt", choices=("prompt", "p-tuning", "prefix"),
+                   help="(f) what trains, on both sides: prompt tuning (the default), P-tuning (MLP encoder) or "
+                        "prefix tuning")
     p.add_argument("--sample", type=int, default=64, help="rows for the token-id and log-prob comparison")
     p.add_argument("--methods", help="only these (default: each scenario's own); of raw, raw-naive (full logits, "
                                    "only when named), promptcli, lmeval, raw-generate, peft, promptcli-tune")
@@ -163,7 +166,7 @@ def scenario_jobs(args: argparse.Namespace, scenario: Scenario, model: str, work
              "model": model, "rows": rows, "batch_size": scenario.batch_size or args.batch_size,
              "sample": min(args.sample, rows or args.sample) if "lmeval" in scenario.methods else 0,
              "epochs": args.epochs, "tune_batch_size": args.tune_batch_size, "virtual_tokens": args.virtual_tokens,
-             "workdir": str(workdir), "threads": args.threads, "unit": scenario.unit} for method in methods]
+             "tune_method": args.tune_method, "workdir": str(workdir), "threads": args.threads, "unit": scenario.unit} for method in methods]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, attr):
             setattr(args, attr, resolve_model(getattr(args, attr))[0])
     facts = machine_facts()
+    if "f" in keys:
+        facts["(f) method"] = args.tune_method
     results: dict[str, dict[str, dict]] = {}
     agreements: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="promptcli-bench-") as tmp:

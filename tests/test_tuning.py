@@ -6,6 +6,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import subprocess
 from collections import Counter
 
@@ -25,7 +26,8 @@ from promptcli.models.weights import load_model
 from promptcli.evaluation.inputs import prepare
 from promptcli.spec.runconfig import RunConfig
 from promptcli.prompt.soft import SoftPrompt, load_soft_prompt
-from promptcli.tuning.trainer import Distributed, Trainer, initial_embeddings, parameters_sha256
+from promptcli.models.processes import Processes
+from promptcli.tuning.trainer import Trainer, initial_embeddings, parameters_sha256
 from promptcli.tuning.tuner import TuneConfig, tune
 
 SST2_WORDS = REPO / "verbalizers/sst2.yaml"
@@ -84,7 +86,7 @@ def test_only_the_prompt_embeddings_train(task):
     train = prepare(RunConfig(template=task["prefix"], data=task["train"], model=task["model"]), soft=prompt)
     config = TuneConfig(template=task["prefix"], train=task["train"], virtual_tokens=8)
     prompt = SoftPrompt(initial_embeddings(config, loaded, train))
-    trainer = Trainer(config, loaded, prompt, train, None, Distributed("cpu"))
+    trainer = Trainer(config, loaded, prompt, train, None, Processes())
     optimizer = torch.optim.AdamW([prompt.embeddings], lr=0.3)
     start = prompt.embeddings.detach().clone()
     with prompt.attached(loaded.model):
@@ -127,7 +129,8 @@ def test_saved_prompt_reloads_to_the_same_dev_predictions(task, tmp_path):
     assert plain.predictions != runs[0].predictions  # the prompt is really used
 
 
-@pytest.mark.parametrize("method", [{}, {"method": "p-tuning", "lr": 0.01}], ids=["prompt", "p-tuning"])
+@pytest.mark.parametrize("method", [{}, {"method": "p-tuning", "lr": 0.01}, {"method": "prefix", "prefix_projection": True}],
+                         ids=["prompt", "p-tuning", "prefix-projection"])
 def test_resume_continues_to_the_same_prompt(task, tmp_path, monkeypatch, method):
     whole = tuned(task, tmp_path, "whole", epochs=3, **method)
     real = trainer_module.Trainer.loss
@@ -179,13 +182,13 @@ def test_p_tuning_learns_and_saves_only_the_encoders_output(task, tmp_path, enco
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed (pip install -e .[dev])")
-@pytest.mark.parametrize("method", ["p-tuning-mlp", "p-tuning-lstm", "prefix"])
+@pytest.mark.parametrize("method", ["p-tuning-mlp", "p-tuning-lstm", "prefix", "prefix-projection"])
 def test_the_prompt_family_follows_peft_step_by_step(tiny, tmp_path, method):
     """PEFT's P-tuning / prefix tuning and promptcli's on the same frozen model, batches, optimizer and initial
     weights: the same loss at every step, and the same prompt after them."""
     from peft import PrefixTuningConfig, PromptEncoderConfig, get_peft_model
     from transformers import AutoModelForCausalLM
-    from promptcli.prompt.reparam import PromptEncoder
+    from promptcli.prompt.reparam import PrefixProjection, PromptEncoder
     from promptcli.prompt.soft import KvPrefix, kv_shape
 
     template = write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} It was {{ mask }}'\n" + VERB)
@@ -195,13 +198,14 @@ def test_the_prompt_family_follows_peft_step_by_step(tiny, tmp_path, method):
     loaded = load_model(load_info(tiny["gpt2"]), device="cpu", dtype="float32")
     hidden = loaded.model.get_input_embeddings().embedding_dim
     shape = kv_shape(loaded.model.config)
-    places = KvPrefix(torch.zeros(n, 2 * math.prod(shape)), shape) if method == "prefix" else \
-        SoftPrompt(torch.zeros(n, hidden))
+    prefix = method.startswith("prefix")
+    places = KvPrefix(torch.zeros(n, 2 * math.prod(shape)), shape) if prefix else SoftPrompt(torch.zeros(n, hidden))
     prepared = prepare(RunConfig(template=str(template), data=str(data), model=tiny["gpt2"], calibrate="none"),
                        soft=places)
     torch.manual_seed(0)
-    if method == "prefix":
-        peft_config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=n)
+    if prefix:
+        peft_config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=n, encoder_hidden_size=16,
+                                         prefix_projection=method == "prefix-projection")
     else:
         peft_config = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=n, encoder_hidden_size=16,
                                           encoder_reparameterization_type=method.split("-")[-1].upper())
@@ -209,13 +213,17 @@ def test_the_prompt_family_follows_peft_step_by_step(tiny, tmp_path, method):
     theirs = peft.prompt_encoder["default"]
     if method == "prefix":  # PEFT's layout: (N, layers × 2 × width), the same table
         prompt = KvPrefix(theirs.embedding.weight.detach().clone(), shape)
+    elif prefix:  # PEFT's PrefixEncoder with its projection: the same names
+        mine = PrefixProjection(n, shape[1] * shape[2], 2 * math.prod(shape), 16)
+        mine.load_state_dict(theirs.state_dict())
+        prompt = KvPrefix(None, shape, projection=mine)
     else:  # the same names, so PEFT's initial weights load as they are
         mine = PromptEncoder(torch.zeros(n, hidden), method.split("-")[-1], 16)
         mine.load_state_dict(theirs.state_dict())
         prompt = SoftPrompt(None, encoder=mine)
     config = TuneConfig(template=str(template), train=str(data), virtual_tokens=n, lr=0.01, batch_size=8,
                         calibrate="none")
-    trainer = Trainer(config, loaded, prompt, prepared, None, Distributed("cpu"))
+    trainer = Trainer(config, loaded, prompt, prepared, None, Processes())
     ours_opt = torch.optim.AdamW(prompt.parameters(), lr=0.01)
     their_opt = torch.optim.AdamW([p for p in peft.parameters() if p.requires_grad], lr=0.01)
     labels = torch.tensor([w[0] for w in prepared.encoded[0].words.ids])
@@ -232,7 +240,7 @@ def test_the_prompt_family_follows_peft_step_by_step(tiny, tmp_path, method):
             ours.append(float(loss.detach()))
             total = 0.0
             for e in batch:  # PEFT: one row at a time, no padding; the text after any virtual ids
-                ids = torch.tensor([list(e.context[0 if method == "prefix" else n:])])
+                ids = torch.tensor([list(e.context[0 if prefix else n:])])
                 logits = peft(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1]
                 gold = torch.tensor([prepared.verbalizer.labels.index(prepared.gold[e.index])])
                 row = torch.nn.functional.cross_entropy(logits[:, labels], gold) / len(batch)
@@ -311,15 +319,22 @@ def test_a_prefix_prompt_loads_in_peft_with_the_same_logits(tiny, tmp_path, name
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed (pip install -e .[dev])")
-def test_two_processes_under_accelerate_launch(task, tmp_path):
-    single = tuned(task, tmp_path, "single", epochs=2)
-    # --multi_gpu launches the processes through torch.distributed.run (gloo without a GPU); with --cpu,
-    # accelerate would run one process only
-    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "promptcli.cli", "tune", task["prefix"], "--train",
-               task["train"], "--dev", task["dev"], "--model", task["model"], "--virtual-tokens", "8", "--epochs", "2",
-               "--lr", "0.3", "--batch-size", "16", "--seed", "0", "--out", str(tmp_path / "two"), "--quiet"]
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_train_the_prompt_one_trains(task, tmp_path, launcher):
+    if launcher == "accelerate" and shutil.which("accelerate") is None:
+        pytest.skip("accelerate is not installed (pip install -e .[dev])")
+    # batches of 21 rows of 64: each epoch's last batch has one row, so the second process has none of it
+    single = tuned(task, tmp_path, "single", epochs=2, batch_size=21)
+    # accelerate's --multi_gpu launches the processes through torch.distributed.run (gloo without a GPU); with
+    # --cpu, accelerate would run one process only
+    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+              if launcher == "torchrun" else
+              ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no"])
+    command = launch + ["-m", "promptcli", "tune", task["prefix"], "--train",
+                        task["train"], "--dev", task["dev"], "--model", task["model"], "--virtual-tokens", "8",
+                        "--epochs", "2", "--lr", "0.3", "--batch-size", "21", "--seed", "0", "--out",
+                        str(tmp_path / "two"), "--quiet"]
     subprocess.run(command, check=True, timeout=600, capture_output=True)
     two = json.loads((tmp_path / "two/promptcli_soft_prompt.json").read_text())
     assert two["training"]["processes"] == 2 and single.manifest.training["processes"] == 1
@@ -492,16 +507,18 @@ def test_a_kv_prefix_with_shared_demonstrations_scores_as_without_the_prefix_cac
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed (pip install -e .[dev])")
-@pytest.mark.parametrize("name", ["gpt2", "llama", "bert"])  # llama: grouped-query attention (2 kv heads of 4)
-def test_a_kv_prefix_loads_in_peft_with_the_same_logits(tiny, tmp_path, name, task):
+@pytest.mark.parametrize("name,projection", [("gpt2", False), ("llama", False), ("bert", False), ("llama", True)])
+def test_a_kv_prefix_loads_in_peft_with_the_same_logits(tiny, tmp_path, name, projection, task):
+    """llama: grouped-query attention (2 kv heads of 4); projection: trained through an MLP, saved as its output."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
     from promptcli.scoring.causal import cache_argument, cache_of
 
     template = write(tmp_path / "t.yaml", "kind: manual\ntext: '{{ text }} it was {{ mask }}'\n" + VERB)
     result = tune(str(template), task["train"], tiny[name], out=tmp_path / "p", progress=False, virtual_tokens=5,
-                  epochs=1, batch_size=16, method="prefix", lr=0.1)
+                  epochs=1, batch_size=16, method="prefix", lr=0.1, prefix_projection=projection)
     prompt = load_soft_prompt(result.out_dir)
+    assert json.loads((result.out_dir / "adapter_config.json").read_text())["prefix_projection"] is projection
     auto = AutoModelForMaskedLM if name == "bert" else AutoModelForCausalLM
     base = auto.from_pretrained(tiny[name]).eval()
     text = torch.tensor([[5, 6, 7, 8, 9, 10]])
@@ -512,6 +529,21 @@ def test_a_kv_prefix_loads_in_peft_with_the_same_logits(tiny, tmp_path, name, ta
     with torch.inference_mode():
         theirs = peft_model(input_ids=text, attention_mask=torch.ones_like(text)).logits
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_prefix_tuning_through_a_projection_learns_and_saves_only_the_table(causal_task, tmp_path):
+    task = causal_task
+    result = tuned(task, tmp_path, epochs=16, method="prefix", calibrate="none", prefix_projection=True,
+                   encoder_hidden=32, lr=0.01)
+    assert result.initial_dev_accuracy <= 0.6 and result.best_dev_accuracy >= 0.8
+    inputs, width = 8 * 64, 2 * 2 * 64  # N × kv width; the table's width: layers × (keys, values) × kv width
+    assert result.manifest.parameters["trainable"] == inputs + (64 * 32 + 32) + (32 * width + width)
+    assert load_file(str(result.out_dir / "adapter_model.safetensors"))["prompt_embeddings"].shape == (8, width)
+    run = promptcli.run(task["prefix"], task["dev"], task["model"], out=tmp_path / "run", progress=False,
+                        soft_prompt=str(result.out_dir), cache=False, batch_size=5)
+    assert run.accuracy == result.best_dev_accuracy
+    with pytest.raises(RunError, match="prefix_projection is for method prefix"):
+        tune(task["prefix"], task["train"], task["model"], out=tmp_path / "bad", progress=False, prefix_projection=True)
 
 
 def test_prefix_tuning_a_masked_lm_learns(task, tmp_path):

@@ -33,9 +33,10 @@ def tune(
     virtual_tokens: Annotated[Optional[int], typer.Option(min=1, help="Soft tokens (must match the template's soft slots, if any) \\[default: 20].")] = None,
     init: Annotated[Optional[Init], typer.Option(help="random (±0.5), vocab (frequent tokens), text, or labels (label words) \\[default: random].")] = None,
     init_text: Annotated[Optional[str], typer.Option(help="The text for --init text.")] = None,
-    method: Annotated[Optional[Method], typer.Option(help="prompt (the embeddings train), p-tuning (a prompt encoder produces them; only its output is saved) or prefix (key/value prefixes at every layer; causal models) \\[default: prompt].")] = None,
+    method: Annotated[Optional[Method], typer.Option(help="prompt (the embeddings train), p-tuning (a prompt encoder produces them; only its output is saved) or prefix (key/value prefixes at every layer) \\[default: prompt].")] = None,
     encoder: Annotated[Optional[EncoderKind], typer.Option(help="P-tuning's prompt encoder: mlp or lstm \\[default: mlp].")] = None,
-    encoder_hidden: Annotated[Optional[int], typer.Option(min=1, help="The prompt encoder's width \\[default: the model's hidden size].")] = None,
+    prefix_projection: Annotated[Optional[bool], typer.Option("--prefix-projection", help="Prefix tuning through an MLP (Li & Liang): the table is its output during training; only the table is saved.")] = None,
+    encoder_hidden: Annotated[Optional[int], typer.Option(min=1, help="The prompt encoder's or prefix projection's width \\[default: its input width].")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Passes over the training rows \\[default: 30].", rich_help_panel=TRAINING)] = None,
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Learning rate \\[default: 0.03].", rich_help_panel=TRAINING)] = None,
     optimizer: Annotated[Optional[Optimizer], typer.Option(help="adamw, adafactor, or sgd (momentum 0.9) \\[default: adamw].", rich_help_panel=TRAINING)] = None,
@@ -73,7 +74,7 @@ def tune(
         raise typer.BadParameter("a TEMPLATE and --train are needed (or --resume DIR)")
     result = tune_api(template, train, model, out=out, dev=dev, resume=resume or False, progress=not quiet, **given(
         verbalizer=verbalizer, virtual_tokens=virtual_tokens, init=init, init_text=init_text, method=method,
-        encoder=encoder, encoder_hidden=encoder_hidden, epochs=epochs, lr=lr,
+        encoder=encoder, prefix_projection=prefix_projection, encoder_hidden=encoder_hidden, epochs=epochs, lr=lr,
         optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, warmup=warmup, max_grad_norm=max_grad_norm,
         accumulation=accumulation, batch_size=batch_size, max_steps=max_steps, eval_every=eval_every, patience=patience, seed=seed,
         precision=precision, gradient_checkpointing=gradient_checkpointing, normalize=normalize, calibrate=calibrate,

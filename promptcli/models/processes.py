@@ -1,7 +1,7 @@
 """The processes of one launch: rank and world size under `torchrun` or `accelerate launch` (both set
 RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address), one process otherwise.
 
-Data-parallel `run` and `sweep` need only a few collectives (a barrier, a sum), so they use
+Data-parallel `run`, `sweep` and `tune` need only a few collectives (a barrier, a sum), so they use
 `torch.distributed` directly: gloo on CPUs, NCCL on GPUs, no dependency beyond torch. Each process
 takes its own GPU (`cuda:LOCAL_RANK`) when the device is `auto` or `cuda`.
 """
@@ -71,6 +71,12 @@ class Processes:
     def total(self, values: list[float]) -> list[float]:
         """Element-wise sums over all processes (the values themselves with one process)."""
         return self._reduce(values, torch.distributed.ReduceOp.SUM) if self.world > 1 else list(values)
+
+    def add_up(self, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` summed over all processes, in place (e.g. a gradient: each process's share of a batch)."""
+        if self.world > 1:
+            torch.distributed.all_reduce(tensor)
+        return tensor
 
     def most(self, values: list[float]) -> list[float]:
         """Element-wise maxima over all processes (e.g. the slowest process's time)."""

@@ -1,9 +1,11 @@
-"""P-tuning's prompt encoder (Liu et al., 2021): the virtual-token embeddings are the output of a small
-trainable network over trainable inputs, which trains more stably than the embeddings alone.
+"""Reparameterised prompts: what trains is a small network over trainable inputs, and the prompt is its
+output, which trains more stably than the prompt itself. P-tuning's prompt encoder (Liu et al., 2021)
+produces virtual-token embeddings; prefix tuning's projection (Li & Liang, 2021) the key/value table.
 
-Laid out as PEFT's `PromptEncoder` (`embedding`, `mlp_head`, `lstm_head`, the same layers in the same
-order), so its weights carry the same names and a PEFT encoder's weights load as they are. Only the
-encoder's output is saved (PEFT saves the same, `prompt_embeddings`): inference needs no encoder.
+Laid out as PEFT's `PromptEncoder` (`embedding`, `mlp_head`, `lstm_head`) and `PrefixEncoder` with
+`prefix_projection` (`embedding`, `transform`): the same layers in the same order, so their weights
+carry the same names and PEFT's weights load as they are. Only the output is saved (PEFT saves the
+same, `prompt_embeddings`): inference needs no encoder.
 """
 from __future__ import annotations
 
@@ -50,3 +52,28 @@ class PromptEncoder(torch.nn.Module):
         if self.kind == "lstm":
             inputs = self.lstm_head(inputs)[0]
         return self.mlp_head(inputs)[0]
+
+
+class PrefixProjection(torch.nn.Module):
+    def __init__(self, tokens: int, dim: int, width: int, hidden: int | None = None, seed: int = 0):
+        """N inputs of `dim` (PEFT's token_dim: key/value heads × head dim), through Linear → tanh → Linear
+        (`hidden` wide, default `dim`) to the (N, `width`) key/value table; every weight drawn with `seed`
+        (PyTorch's default initialisation, PEFT's too)."""
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.embedding = torch.nn.Embedding(tokens, dim)
+            self.transform = torch.nn.Sequential(torch.nn.Linear(dim, hidden or dim), torch.nn.Tanh(),
+                                                 torch.nn.Linear(hidden or dim, width))
+
+    @property
+    def tokens(self) -> int:
+        return self.embedding.num_embeddings
+
+    @property
+    def hidden(self) -> int:
+        return self.transform[0].out_features
+
+    def forward(self) -> torch.Tensor:
+        """(N, width): the key/value table."""
+        return self.transform(self.embedding.weight)

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import ModelError, RunError
 from ..files import read_json, write_json, write_with
 from ..progress import warn
-from .reparam import PromptEncoder
+from .reparam import PrefixProjection, PromptEncoder
 
 WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
@@ -36,7 +36,7 @@ KEY = "prompt_embeddings"
 
 class SoftPrompt(torch.nn.Module):
     def __init__(self, embeddings: torch.Tensor | None, manifest: dict | None = None,
-                 encoder: PromptEncoder | None = None):
+                 encoder: PromptEncoder | PrefixProjection | None = None):
         """Trainable `embeddings` (N, H), or an `encoder` whose output they are."""
         super().__init__()
         self.encoder = encoder
@@ -109,12 +109,14 @@ class KvPrefix(SoftPrompt):
     """Prefix tuning (Li & Liang, 2021; P-tuning v2): N trainable key/value vectors in front of every layer's
     attention instead of N input embeddings. Stored in PEFT's PREFIX_TUNING layout, one (N, layers × 2 ×
     kv heads × head dim) table; the scorers read it (`key_values`) as a cache the prompt sits on, so the
-    text keeps its own token ids and starts at position N."""
+    text keeps its own token ids and starts at position N. The table trains itself, or is the output of a
+    `PrefixProjection` (Li & Liang's reparameterisation)."""
 
     kv = True
 
-    def __init__(self, table: torch.Tensor, shape: tuple[int, int, int], manifest: dict | None = None):
-        super().__init__(table, {"placement": "kv", **(manifest or {})})
+    def __init__(self, table: torch.Tensor | None, shape: tuple[int, int, int], manifest: dict | None = None,
+                 projection: PrefixProjection | None = None):
+        super().__init__(table, {"placement": "kv", **(manifest or {})}, projection)
         self.shape = tuple(shape)  # layers, kv heads, head dim
 
     def key_values(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -172,14 +174,17 @@ def peft_config(tokens: int, hidden: int, model_name: str, kind: str, config: An
     return fields
 
 
-def prefix_peft_config(tokens: int, model_name: str, kind: str, config: Any) -> dict:
+def prefix_peft_config(tokens: int, model_name: str, kind: str, config: Any,
+                       projection: PrefixProjection | None = None) -> dict:
     """PEFT's PrefixTuningConfig fields (token_dim and heads are the key/value ones, as PEFT sets them for
-    grouped-query attention)."""
+    grouped-query attention). A projected prefix is saved as its output table, which PEFT loads in inference
+    mode as it is, as it saves one itself."""
     layers, kv_heads, head_dim = kv_shape(config)
     task = "CAUSAL_LM" if kind == "causal" else "FEATURE_EXTRACTION"
+    hidden = projection.hidden if projection is not None else kv_heads * head_dim
     return {"peft_type": "PREFIX_TUNING", "task_type": task, "num_virtual_tokens": tokens,
             "token_dim": kv_heads * head_dim, "num_transformer_submodules": 1, "num_attention_heads": kv_heads,
-            "num_layers": layers, "encoder_hidden_size": kv_heads * head_dim, "prefix_projection": False,
+            "num_layers": layers, "encoder_hidden_size": hidden, "prefix_projection": projection is not None,
             "base_model_name_or_path": model_name, "inference_mode": True, "revision": None}
 
 

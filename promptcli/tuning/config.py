@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..spec.options import (Calibrate, Device, EncoderKind, Init, Normalize, Optimizer, PathText, Precision, Rows,
                             Schedule, TuneMethod)
@@ -20,9 +20,10 @@ class TuneConfig(Strict):
     verbalizer: PathText | None = None
     virtual_tokens: int = Field(20, ge=1)
     method: TuneMethod = "prompt"  # prompt: the embeddings train; p-tuning: a prompt encoder produces them;
-    # prefix: key/value prefixes at every layer (causal models)
+    # prefix: key/value prefixes at every layer
     encoder: EncoderKind = "mlp"  # p-tuning's encoder
-    encoder_hidden: int | None = Field(None, ge=1)  # its width (None: the model's hidden size)
+    prefix_projection: bool = False  # prefix: the table is an MLP's output during training (Li & Liang)
+    encoder_hidden: int | None = Field(None, ge=1)  # the encoder's or projection's width (None: its input width)
     init: Init = "random"
     init_text: str | None = None
     epochs: int = Field(30, ge=1)
@@ -50,6 +51,12 @@ class TuneConfig(Strict):
     normalize: Normalize | None = None
     calibrate: Calibrate | None = None
     shots: int | None = Field(None, ge=0)  # demonstrations per prompt (None: the template's), drawn from --train
+
+    @model_validator(mode="after")
+    def _projection_is_for_prefixes(self) -> "TuneConfig":
+        if self.prefix_projection and self.method != "prefix":
+            raise ValueError("prefix_projection is for method prefix (P-tuning has its own encoder: encoder)")
+        return self
 
 
 @dataclass

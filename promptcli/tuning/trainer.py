@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ import torch
 from ..errors import RunError
 from ..evaluation.calibration import calibration_inputs
 from ..evaluation.inputs import Prepared
+from ..models.processes import Processes
 from ..models.weights import LoadedModel
 from ..prompt.soft import SoftPrompt, kv_table
 from ..scoring import make_scorer
@@ -29,37 +29,6 @@ from ..scoring.labels import LabelDistribution
 from ..spec.options import DEFAULT_BATCH_SIZE
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainState, TuneConfig
-
-
-class Distributed:
-    """Rank and world size under `accelerate launch`; a single process otherwise."""
-
-    def __init__(self, device: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.device = device
-        if self.world > 1:
-            try:
-                from accelerate import PartialState
-            except ImportError:
-                raise RunError("WORLD_SIZE > 1 needs accelerate: pip install accelerate") from None
-            state = PartialState()  # sets up the process group
-            self.device = str(state.device)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            torch.distributed.all_reduce(tensor)
-            tensor /= self.world
-        return tensor
-
-    def total(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            torch.distributed.all_reduce(tensor)
-        return tensor
 
 
 def parameters_sha256(model: torch.nn.Module) -> str:
@@ -143,8 +112,10 @@ def make_optimizer(prompt: SoftPrompt, config: TuneConfig) -> torch.optim.Optimi
 
 class Trainer:
     def __init__(self, config: TuneConfig, loaded: LoadedModel, prompt: SoftPrompt, train: Prepared,
-                 dev: Prepared | None, dist: Distributed):
-        self.config, self.loaded, self.prompt, self.train, self.dev, self.dist = config, loaded, prompt, train, dev, dist
+                 dev: Prepared | None, processes: Processes):
+        """`processes`: each takes its share of every batch (and of the dev rows); gradients are summed."""
+        self.config, self.loaded, self.prompt, self.train, self.dev = config, loaded, prompt, train, dev
+        self.processes = processes
         self.labels = {label: i for i, label in enumerate(train.verbalizer.labels)}
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
         self.device_type = loaded.device.type
@@ -169,7 +140,8 @@ class Trainer:
     def dev_accuracy(self) -> float | None:
         if self.dev is None:
             return None
-        mine = self.dev.encoded[self.dist.rank::self.dist.world]
+        processes = self.processes
+        mine = self.dev.encoded[processes.rank::processes.world]
         scorer = make_scorer(self.loaded, self.dev.scoring.model_copy(update={"batch_size": DEFAULT_BATCH_SIZE}))
         labels = self.dev.verbalizer.labels
         correct = 0
@@ -180,15 +152,15 @@ class Trainer:
             for batch in chunks(mine, DEFAULT_BATCH_SIZE):
                 best = distribution(scorer.word_scores(batch)).argmax(-1).tolist()
                 correct += sum(labels[b] == self.dev.gold[e.index] for e, b in zip(batch, best))
-        counts = self.dist.total(torch.tensor([float(correct), float(len(mine))]))
-        return float(counts[0] / counts[1])
+        correct, count = processes.total([correct, len(mine)])
+        return correct / count
 
     def fit(self, out_dir: Path, resume: bool, display: Any = None) -> tuple[TrainState, torch.Tensor]:
         """Train for `epochs` (or `max_steps`), evaluating on dev and checkpointing every `eval_every` steps
         (0: each epoch; default: about ten times in all, and always after the last step); returns the final
         state and the best prompt. Uses its own seeded RNG state, so the caller's global random state is
         untouched."""
-        config, prompt, dist = self.config, self.prompt, self.dist
+        config, prompt = self.config, self.prompt
         examples = self.train.encoded
         per_step = config.batch_size * config.accumulation
         per_epoch = math.ceil(len(examples) / per_step)
@@ -221,7 +193,7 @@ class Trainer:
                 else:
                     state.bad_evals += 1
                 state.stopped_early = config.patience is not None and state.bad_evals >= config.patience
-                if dist.main:
+                if self.processes.main:
                     save_checkpoint(out_dir, prompt=prompt.state_dict(), best=best, optimizer=optimizer,
                                     scheduler=scheduler, state=state)
 
@@ -249,24 +221,26 @@ class Trainer:
 
     def _step(self, rows: list[int], optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState) -> float:
         """One optimizer step over `rows` (accumulated in chunks of batch_size); returns the mean loss."""
-        config, dist = self.config, self.dist
+        config, processes = self.config, self.processes
         started = time.perf_counter()
         losses = []
         for start in range(0, len(rows), config.batch_size):
             chunk = rows[start:start + config.batch_size]
-            mine = [self.train.encoded[i] for i in chunk[dist.rank::dist.world]]
+            mine = [self.train.encoded[i] for i in chunk[processes.rank::processes.world]]
             if mine:
                 loss = self.loss(mine) * len(mine) / len(rows)
                 loss.backward()
                 losses.append(float(loss.detach()) * len(rows) / len(mine))
         params = list(self.prompt.parameters())
-        for param in params:
-            if param.grad is not None:  # each rank scaled its loss by its share of the batch
-                dist.total(param.grad)
+        if processes.world > 1:  # each process scaled its loss by its share of the batch (maybe none of it)
+            for param in params:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+                processes.add_up(param.grad)
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.seconds += time.perf_counter() - started
-        return float(dist.mean(torch.tensor(sum(losses) / max(len(losses), 1))))
+        return processes.total([sum(losses) / max(len(losses), 1)])[0] / processes.world

@@ -21,16 +21,17 @@ from ..files import read_json, write_json
 from ..evaluation.inputs import Prepared, model_name, prepare
 from ..evaluation.outputs import prepare_new
 from ..models.info import ModelInfo, load_info
+from ..models.processes import Processes
 from ..models.weights import LoadedModel, load_model
 from ..progress import new_progress
-from ..prompt.reparam import PromptEncoder
+from ..prompt.reparam import PrefixProjection, PromptEncoder
 from ..prompt.soft import KvPrefix, SoftPrompt, kv_shape, peft_config, prefix_peft_config
 from ..spec.loading import load_template
 from ..spec.runconfig import RunConfig, checked, resumed_config
 from ..versions import peak_memory_mb, versions
 from .checkpoint import CONFIG, remove_checkpoint
 from .config import Manifest, TrainState, TuneConfig
-from .trainer import Distributed, Trainer, initial_embeddings, initial_prefix, parameters_sha256
+from .trainer import Trainer, initial_embeddings, initial_prefix, parameters_sha256
 
 
 @dataclass
@@ -62,14 +63,15 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
             raise RunError("a template and training data are needed (or --resume DIR)")
         config = checked(TuneConfig, {k: v for k, v in given.items() if v is not None})
         out_dir = Path(out) if out else Path("runs") / f"tune-{Path(config.template).stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    dist = Distributed(config.device)
+    processes = Processes.current()
+    device = processes.device(config.device)
     tfile = load_template(config.template, config.verbalizer)
     if tfile.generative:
         raise RunError(f"a '{tfile.kind}' template generates its answer; tune learns prompts for scored templates "
                        "(manual, co-star, xml)", path=str(tfile.path))
     name = model_name(tfile, config.model)
     info = load_info(name, max_length=config.max_length)
-    loaded = load_model(info, device=dist.device, dtype="float32")
+    loaded = load_model(info, device=device, dtype="float32")
     if config.virtual_tokens >= info.max_length:
         raise RunError(f"--virtual-tokens {config.virtual_tokens} leaves no room for the prompt in the model's "
                        f"{info.max_length} tokens")
@@ -77,30 +79,33 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
     shape = kv_shape(info.config) if config.method == "prefix" else None
     places = (KvPrefix(torch.zeros(config.virtual_tokens, 2 * math.prod(shape)), shape) if shape  # its size is
               else SoftPrompt(torch.zeros(config.virtual_tokens, hidden)))                        # all encoding needs
-    train_set = _prepared(config, name, config.train, places, dist.device, loaded)
+    train_set = _prepared(config, name, config.train, places, device, loaded)
     if not train_set.dataset.labeled:
         raise RunError("the training data has no labels", path=config.train)
-    dev_set = (_prepared(config, name, config.dev, places, dist.device, loaded, subsample=config.dev_subsample,
+    dev_set = (_prepared(config, name, config.dev, places, device, loaded, subsample=config.dev_subsample,
                          rows=config.dev_rows) if config.dev else None)
     placement = "slots" if train_set.renderer.soft_slots else "prefix"
     if shape:
         placement = "kv"
-        prompt = KvPrefix(initial_prefix(config, loaded, train_set), shape).to(loaded.device)
+        projection = (PrefixProjection(config.virtual_tokens, shape[1] * shape[2], 2 * math.prod(shape),
+                                       config.encoder_hidden, config.seed) if config.prefix_projection else None)
+        table = None if projection else initial_prefix(config, loaded, train_set)
+        prompt = KvPrefix(table, shape, projection=projection).to(loaded.device)
     else:
         initial = initial_embeddings(config, loaded, train_set)
         encoder = (PromptEncoder(initial, config.encoder, config.encoder_hidden, config.seed)
                    if config.method == "p-tuning" else None)
         prompt = SoftPrompt(initial, {"placement": placement}, encoder).to(loaded.device)
-    trainer = Trainer(config, loaded, prompt, train_set, dev_set, dist)
+    trainer = Trainer(config, loaded, prompt, train_set, dev_set, processes)
 
     if config.gradient_checkpointing:  # HF checkpointing is active in train mode only (which enables dropout)
         loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         loaded.model.train()
-    if not resume and dist.main:  # written once everything is checked, so a refused tune leaves no folder
+    if not resume and processes.main:  # written once everything is checked, so a refused tune leaves no folder
         prepare_new(out_dir)
         write_json(out_dir / CONFIG, config.model_dump())
     frozen_before = parameters_sha256(loaded.model)
-    display = new_progress() if progress and dist.main else None
+    display = new_progress() if progress and processes.main else None
     try:
         with prompt.attached(loaded.model), (display or nullcontext()):
             state, best = trainer.fit(out_dir, resume, display)
@@ -110,9 +115,10 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
     loaded.model.eval()
     if parameters_sha256(loaded.model) != frozen_before:
         raise RuntimeError("a model parameter changed during tuning; this is a bug in promptcli")
-    manifest = _manifest(config, info, train_set, dev_set, state, prompt, frozen_before, loaded, placement, dist.world)
-    if dist.main:
-        adapter = (prefix_peft_config(config.virtual_tokens, info.path, info.kind, info.config) if shape else
+    manifest = _manifest(config, info, train_set, dev_set, state, prompt, frozen_before, loaded, placement, processes.world)
+    if processes.main:
+        adapter = (prefix_peft_config(config.virtual_tokens, info.path, info.kind, info.config, prompt.encoder)
+                   if shape else
                    peft_config(config.virtual_tokens, hidden, info.path, info.kind, info.config, prompt.encoder))
         SoftPrompt(best, manifest.to_dict()).save(out_dir, manifest.to_dict(), adapter)
         remove_checkpoint(out_dir)
