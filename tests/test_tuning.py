@@ -542,7 +542,7 @@ def test_prefix_tuning_through_a_projection_learns_and_saves_only_the_table(caus
     run = promptcli.run(task["prefix"], task["dev"], task["model"], out=tmp_path / "run", progress=False,
                         soft_prompt=str(result.out_dir), cache=False, batch_size=5)
     assert run.accuracy == result.best_dev_accuracy
-    with pytest.raises(RunError, match="prefix_projection is for method prefix"):
+    with pytest.raises(RunError, match="^--prefix-projection is for --method prefix, not prompt"):
         tune(task["prefix"], task["train"], task["model"], out=tmp_path / "bad", progress=False, prefix_projection=True)
 
 

@@ -55,7 +55,8 @@ class TuneConfig(Strict):
     @model_validator(mode="after")
     def _projection_is_for_prefixes(self) -> "TuneConfig":
         if self.prefix_projection and self.method != "prefix":
-            raise ValueError("prefix_projection is for method prefix (P-tuning has its own encoder: encoder)")
+            raise ValueError(f"--prefix-projection is for --method prefix, not {self.method} (P-tuning's encoder is "
+                             "--encoder)")
         return self
 
 
