@@ -338,6 +338,7 @@ def test_two_processes_train_the_prompt_one_trains(task, tmp_path, launcher):
     subprocess.run(command, check=True, timeout=600, capture_output=True)
     two = json.loads((tmp_path / "two/promptcli_soft_prompt.json").read_text())
     assert two["training"]["processes"] == 2 and single.manifest.training["processes"] == 1
+    assert single.manifest.training["torch_threads"] == torch.get_num_threads()
     assert two["training"]["steps"] == single.manifest.training["steps"]
     assert [c["dev_accuracy"] for c in two["dev_curve"]] == pytest.approx(
         [c["dev_accuracy"] for c in single.curve], abs=1 / 64)

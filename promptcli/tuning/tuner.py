@@ -156,7 +156,8 @@ def _manifest(config: TuneConfig, info: ModelInfo, train: Prepared, dev: Prepare
         training={"steps": steps, "train_seconds": round(state.seconds, 3),
                   "steps_per_s": round(steps / state.seconds, 3) if state.seconds else None,
                   "stopped_early": state.stopped_early, "best_dev_accuracy": state.best, "processes": processes,
-                  "memory": peak_memory_mb(loaded.device)},
+                  # float sums depend on it, and over many steps so may the prompt: part of what reproduces a tune
+                  "torch_threads": torch.get_num_threads(), "memory": peak_memory_mb(loaded.device)},
         dev_curve=state.curve,
         versions=versions(),
     )
