@@ -1,11 +1,12 @@
 """The format spread of the shipped SST-2 and RTE templates on both embedded models (`search formats`).
 
     python bench/formats.py [--tasks sst2,rte] [--models gemma-3-270m,smollm2-135m-instruct]
-        [--variants 8] [--rows 300] [--out bench-formats]
+        [--templates causal,chat] [--variants 8] [--rows 300] [--out bench-formats]
 
-Per task × model: `promptcli.search_formats` over the task's zero-shot causal and chat templates, each
-as written plus `--variants` − 1 format variants, on a seeded stratified sample of `--rows` rows of the
-evaluation file (RTE: dev less the held-out split of bench/quality.py). Prints one table: accuracy as
+Per task × model: `promptcli.search_formats` over the task's shipped `--templates` (default: the zero-shot
+causal and chat ones; `causal-fewshot` takes its demonstrations from the seed-13 16-shot split of
+bench/quality.py), each as written plus `--variants` − 1 format variants, on a seeded stratified sample of
+`--rows` rows of the evaluation file (RTE: dev less the held-out split of bench/quality.py). Prints one table: accuracy as
 written, min / median / max over the variants, the variants tied with the best and the pairs that
 differ significantly (Holm).
 """
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default="sst2,rte")
     p.add_argument("--models", default="gemma-3-270m,smollm2-135m-instruct")
+    p.add_argument("--templates", default="causal,chat")
     p.add_argument("--variants", type=int, default=8)
     p.add_argument("--rows", type=int, default=300)
     p.add_argument("--out", default="bench-formats")
@@ -38,8 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     for task in args.tasks.split(","):
         splits = Splits(task, TASKS[task], DATA_DIR, out, None)
         for model in args.models.split(","):
-            found = promptcli.search_formats([REPO / "templates" / task / f"{t}.yaml" for t in ("causal", "chat")],
+            names = args.templates.split(",")
+            found = promptcli.search_formats([REPO / "templates" / task / f"{t}.yaml" for t in names],
                                              splits.eval, model, out=out / task / model, count=args.variants,
+                                             train=splits.train(13) if "causal-fewshot" in names else None,
                                              subsample=args.rows, progress=False, cache=out / "scores.sqlite",
                                              store=out / "store.sqlite")
             for s in found.spreads:
