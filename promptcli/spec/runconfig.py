@@ -75,12 +75,11 @@ def checked(model: type[BaseModel], values: Mapping[str, Any], what: str = "opti
             elif err["type"] == "literal_error":
                 allowed = err["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
                 problems.append(f"{what} {name}={err['input']!r} is not one of: {allowed}")
-            elif not name:  # a rule about several options together: its message names them
-                problems.append(err["msg"].removeprefix("Value error, "))
             else:
                 message = err["msg"].removeprefix("Value error, ")
-                problems.append(f"{what} {name}={err.get('input')!r}{' ' if message.startswith('is ') else ': '}"
-                                f"{message}")
+                if name:
+                    message = f"{what} {name}={err.get('input')!r}{' ' if message.startswith('is ') else ': '}{message}"
+                problems.append(message)  # without a name: a rule about several options, its message names them
         raise OptionError("; ".join(problems)) from None
 
 

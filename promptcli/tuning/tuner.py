@@ -77,8 +77,9 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
                        f"{info.max_length} tokens")
     hidden = loaded.model.get_input_embeddings().embedding_dim
     shape = kv_shape(info.config) if config.method == "prefix" else None
-    places = (KvPrefix(torch.zeros(config.virtual_tokens, 2 * math.prod(shape)), shape) if shape  # its size is
-              else SoftPrompt(torch.zeros(config.virtual_tokens, hidden)))                        # all encoding needs
+    width = 2 * math.prod(shape) if shape else hidden  # a key/value table row: layers × (keys, values) × kv width
+    zeros = torch.zeros(config.virtual_tokens, width)  # the prompt's size is all encoding needs
+    places = KvPrefix(zeros, shape) if shape else SoftPrompt(zeros)
     train_set = _prepared(config, name, config.train, places, device, loaded)
     if not train_set.dataset.labeled:
         raise RunError("the training data has no labels", path=config.train)
@@ -87,8 +88,8 @@ def tune(template: str | Path | None = None, train: str | Path | None = None, mo
     placement = "slots" if train_set.renderer.soft_slots else "prefix"
     if shape:
         placement = "kv"
-        projection = (PrefixProjection(config.virtual_tokens, shape[1] * shape[2], 2 * math.prod(shape),
-                                       config.encoder_hidden, config.seed) if config.prefix_projection else None)
+        projection = (PrefixProjection(config.virtual_tokens, shape[1] * shape[2], width, config.encoder_hidden,
+                                       config.seed) if config.prefix_projection else None)
         table = None if projection else initial_prefix(config, loaded, train_set)
         prompt = KvPrefix(table, shape, projection=projection).to(loaded.device)
     else:
