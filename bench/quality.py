@@ -22,13 +22,16 @@ RTE and CB have no training split here: one split (seed 13; CB: 4 per label, it 
 rows) is drawn from dev, and every setting, zero-shot included, is evaluated on the rest of dev.
 
 Every run is an ordinary `promptcli.run` output folder under `--out`; a finished one is read back,
-an interrupted one resumes, so the script can be stopped and started again. Scores are shared
+an interrupted one resumes, so the script can be stopped and started again. Several instances may
+share one --out (e.g. one per core, on different tasks or seeds): each merges its cells into
+quality.json. Scores are shared
 through one score cache, so calibrated and PMI cost little once zero-shot has run.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -36,6 +39,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl  # instances sharing one --out take turns writing quality.json
+except ImportError:  # Windows: run one instance per --out
+    fcntl = None
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO.parent / "shared" / "data"
@@ -46,6 +54,7 @@ from promptcli.evaluation.outputs import METRICS, RUN  # noqa: E402
 from promptcli.files import read_json  # noqa: E402
 
 SEEDS = (13, 21, 42, 87, 100)
+SEEDED = ("fewshot", "tuned")  # settings measured once per seed: {seed: accuracy} in quality.json
 MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
 TEMPLATE = {"gemma-3-270m": "causal", "smollm2-135m-instruct": "chat"}
 
@@ -86,8 +95,11 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
+    """Written whole, then renamed: an instance sharing --out never reads a half-written split."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    partial.replace(path)
     return path
 
 
@@ -174,8 +186,30 @@ def tuned_prompt(folder: Path, template: Path, train: Path, dev: Path | None, mo
     return folder
 
 
+def save(results_path: Path, name: str, model: str, row: dict, seconds: float) -> dict:
+    """Merge one task × model row into quality.json and return the whole file. The file is read again
+    under a lock, so instances sharing one --out (say, one per core) keep each other's cells; a seeded
+    setting keeps the seeds another instance measured."""
+    with open(results_path.with_name(".quality.lock"), "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(results_path.read_text()) if results_path.exists() else {}
+        kept = results.setdefault(name, {}).setdefault(model, {})
+        for key, value in row.items():
+            if key in SEEDED and isinstance(kept.get(key), dict):
+                kept[key].update(value)
+            else:
+                kept[key] = value
+        kept["seconds"] = round(kept.get("seconds", 0) + seconds, 1)
+        partial = results_path.with_name(f"{results_path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(results, indent=2) + "\n")
+        partial.replace(results_path)
+    return results
+
+
 def measure(args: argparse.Namespace) -> dict:
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     results_path = out / "quality.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     common = {"cache": out / "scores.sqlite", "store": out / "store.sqlite", "batch_size": args.batch_size}
@@ -184,9 +218,8 @@ def measure(args: argparse.Namespace) -> dict:
         splits = Splits(name, task, Path(args.data_dir), out, args.max_eval)
         for model in args.models:
             template = REPO / "templates" / name / f"{TEMPLATE[model]}.yaml"
-            row = results.setdefault(name, {}).setdefault(model, {})
-            row.update(majority=splits.majority(), n=len(splits.gold), of=splits.total, template=str(template.relative_to(REPO)),
-                       defaults=defaults(template))
+            row = dict(majority=splits.majority(), n=len(splits.gold), of=splits.total,
+                       template=str(template.relative_to(REPO)), defaults=defaults(template))
             folder = out / "runs" / name / model
             started = time.perf_counter()
             fixed = {"shipped": {}, "zero": {"calibrate": "none", "normalize": "none"},
@@ -202,21 +235,21 @@ def measure(args: argparse.Namespace) -> dict:
                 # demonstrations as user/assistant turns (balanced, per_class of each label)
                 fewshot = REPO / "templates" / name / "causal-fewshot.yaml" if TEMPLATE[model] == "causal" else None
                 shots = None if fewshot else task.per_class * len(set(splits.gold))
-                row["fewshot"] = [run_once(folder / f"fewshot-{seed}", template=fewshot or template, data=splits.eval,
-                                           model=model, train=splits.train(seed), shots=shots, seed=seed,
-                                           **common)["accuracy"] for seed in args.seeds]
+                row["fewshot"] = {str(seed): run_once(folder / f"fewshot-{seed}", template=fewshot or template,
+                                                      data=splits.eval, model=model, train=splits.train(seed),
+                                                      shots=shots, seed=seed, **common)["accuracy"]
+                                  for seed in args.seeds}
             if "tuned" in args.settings and task.tuned:
-                accuracies = []
+                accuracies = {}
                 for seed in args.seeds:
                     prompt = tuned_prompt(folder / f"prompt-{seed}", template, splits.train(seed), splits.dev(seed),
                                           model, seed)
-                    accuracies.append(run_once(folder / f"tuned-{seed}", template=template, data=splits.eval,
-                                               model=model, soft_prompt=str(prompt), calibrate="none",
-                                               normalize="none", **common)["accuracy"])
+                    accuracies[str(seed)] = run_once(folder / f"tuned-{seed}", template=template, data=splits.eval,
+                                                     model=model, soft_prompt=str(prompt), calibrate="none",
+                                                     normalize="none", **common)["accuracy"]
                 row["tuned"] = accuracies
                 row["tune_settings"] = TUNE
-            row["seconds"] = round(row.get("seconds", 0) + time.perf_counter() - started, 1)
-            results_path.write_text(json.dumps(results, indent=2) + "\n")
+            results = save(results_path, name, model, row, time.perf_counter() - started)
             print(f"{name} · {model}: {json.dumps({k: v for k, v in row.items() if k != 'template'})}", flush=True)
     return results
 
@@ -229,15 +262,16 @@ def defaults(template: Path) -> str:
 
 
 def cell(value) -> str:
+    """One setting's accuracy (%); a seeded setting ({seed: accuracy}) as mean ± std, naming how many seeds
+    when not all five have run."""
     if value is None:
         return "–"
-    if isinstance(value, list):
-        values = [100 * v for v in value]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.1f} ± {spread:.1f}"
-    if isinstance(value, dict):
-        value = value["accuracy"]
-    return f"{100 * value:.1f}"
+    if isinstance(value, dict) and "accuracy" in value:
+        return f"{100 * value['accuracy']:.1f}"
+    values = [100 * v for v in (value.values() if isinstance(value, dict) else value)]
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    seeds = "" if len(values) == len(SEEDS) else f" ({len(values)} of {len(SEEDS)} seeds)"
+    return f"{statistics.mean(values):.1f} ± {spread:.1f}{seeds}"
 
 
 def table(results: dict) -> str:

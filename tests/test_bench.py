@@ -20,7 +20,7 @@ from bench.floor import causal_floor, common_prefix, mlm_floor  # noqa: E402
 from bench.floor_generate import candidates, generate_floor  # noqa: E402
 from bench.lmeval_task import NotExpressible, fixed_demonstrations, task_config, write_task  # noqa: E402
 from bench.prompt_tuning import PeftLoop, prepare_training, tune_options  # noqa: E402
-from bench.quality import TASKS, Splits, k_shot, read_rows  # noqa: E402
+from bench.quality import TASKS, Splits, cell, k_shot, read_rows, save  # noqa: E402
 from bench.scenarios import METHOD_NAMES, SCENARIOS, promptcli_method  # noqa: E402
 from promptcli.scoring.labels import combine
 from promptcli.evaluation.batches import plan_batches  # noqa: E402
@@ -297,6 +297,33 @@ def test_quality_holds_rte_training_rows_out_of_its_evaluation(tmp_path):
     sst2 = Splits("sst2", TASKS["sst2"], shared_path("data").resolve(), tmp_path)
     dev, train = read_rows(sst2.dev(21)), read_rows(sst2.train(21))
     assert len(dev) == 32 and not {json.dumps(r) for r in dev} & {json.dumps(r) for r in train}
+
+
+def _save_seeds(path: Path, first: int) -> None:
+    for seed in range(first, first + 20):
+        save(path, "sst5", "m", {"majority": 0.3, "tuned": {str(seed): seed / 100}}, 0.5)
+
+
+def test_quality_instances_sharing_an_out_keep_each_others_cells(tmp_path):
+    """Two bench/quality.py processes on one --out (one per core): every seed either measured is kept."""
+    import multiprocessing
+
+    path = tmp_path / "quality.json"
+    save(path, "rte", "m", {"majority": 0.5, "zero": {"accuracy": 0.56, "macro_f1": 0.5}}, 1.0)
+    workers = [multiprocessing.get_context("fork").Process(target=_save_seeds, args=(path, first))
+               for first in (0, 20)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    results = json.loads(path.read_text())
+    assert results["sst5"]["m"]["tuned"] == {str(s): s / 100 for s in range(40)}
+    assert results["sst5"]["m"]["seconds"] == 20.0
+    assert results["rte"]["m"]["zero"]["accuracy"] == 0.56
+    assert cell(results["rte"]["m"]["zero"]) == "56.0"
+    assert cell({"13": 0.30, "21": 0.40}) == "35.0 ± 7.1 (2 of 5 seeds)"
+    assert cell({str(s): 0.5 for s in (13, 21, 42, 87, 100)}) == "50.0 ± 0.0"
+    assert cell([0.5, 0.7, 0.5, 0.7, 0.6]) == "60.0 ± 10.0"  # quality.json files written before seeds were keys
 
 
 @pytest.mark.shared
