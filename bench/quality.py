@@ -267,7 +267,9 @@ def cell(value) -> str:
     if value is None:
         return "–"
     if isinstance(value, dict) and "accuracy" in value:
-        return f"{100 * value['accuracy']:.1f}"
+        value = value["accuracy"]
+    if isinstance(value, float):
+        return f"{100 * value:.1f}"
     values = [100 * v for v in (value.values() if isinstance(value, dict) else value)]
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     seeds = "" if len(values) == len(SEEDS) else f" ({len(values)} of {len(SEEDS)} seeds)"
