@@ -24,8 +24,8 @@ rows) is drawn from dev, and every setting, zero-shot included, is evaluated on 
 Every run is an ordinary `promptcli.run` output folder under `--out`; a finished one is read back,
 an interrupted one resumes, so the script can be stopped and started again. Several instances may
 share one --out (e.g. one per core, on different tasks or seeds): each merges its cells into
-quality.json. Scores are shared
-through one score cache, so calibrated and PMI cost little once zero-shot has run.
+quality.json. Scores are shared through one score cache, so calibrated and PMI cost little once
+zero-shot has run.
 """
 from __future__ import annotations
 
