@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
@@ -51,7 +50,7 @@ sys.path.insert(0, str(REPO))
 
 import promptcli  # noqa: E402
 from promptcli.evaluation.outputs import METRICS, RUN  # noqa: E402
-from promptcli.files import read_json  # noqa: E402
+from promptcli.files import read_json, write_json, write_text  # noqa: E402
 
 SEEDS = (13, 21, 42, 87, 100)
 SEEDED = ("fewshot", "tuned")  # settings measured once per seed: {seed: accuracy} in quality.json
@@ -97,9 +96,7 @@ def read_rows(path: Path) -> list[dict]:
 def write_rows(path: Path, rows: list[dict]) -> Path:
     """Written whole, then renamed: an instance sharing --out never reads a half-written split."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    partial.replace(path)
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return path
 
 
@@ -201,9 +198,7 @@ def save(results_path: Path, name: str, model: str, row: dict, seconds: float) -
             else:
                 kept[key] = value
         kept["seconds"] = round(kept.get("seconds", 0) + seconds, 1)
-        partial = results_path.with_name(f"{results_path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(results, indent=2) + "\n")
-        partial.replace(results_path)
+        write_json(results_path, results)
     return results
 
 
@@ -211,7 +206,7 @@ def measure(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "quality.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results: dict = {}
     common = {"cache": out / "scores.sqlite", "store": out / "store.sqlite", "batch_size": args.batch_size}
     for name in args.tasks:
         task = TASKS[name]
